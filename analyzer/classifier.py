@@ -1,0 +1,109 @@
+"""Crop faces the way the model was trained and classify them in batches.
+
+Everything model-specific (class order, input size, colour mode, crop margin) comes
+from the model file's own metadata (:mod:`analyzer.modelfile`).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from .labels import EMOTIONS
+from .modelfile import ModelFileError, ModelInfo, file_sha256, read_info
+
+logger = logging.getLogger(__name__)
+
+MODELS_DIR = Path(__file__).resolve().parent / "models"
+DEFAULT_MODEL = MODELS_DIR / "model.keras"
+
+
+class ModelUnavailable(RuntimeError):
+    """No usable model: the message says how to get one."""
+
+
+def default_model() -> Path:
+    """The model shipped with the package.
+
+    Raises:
+        ModelUnavailable: it is not there (e.g. a source checkout without it).
+    """
+    if not DEFAULT_MODEL.is_file():
+        raise ModelUnavailable(
+            f"no model at {DEFAULT_MODEL}. Train one with `python -m training train "
+            "--data FER2013_ROOT --out runs/mine` and pass --model "
+            "runs/mine/model.keras, or reinstall the package, which ships one."
+        )
+    return DEFAULT_MODEL
+
+
+def square_box(box: np.ndarray, margin: float) -> tuple[float, float, float]:
+    """Centre and side of the square that holds ``box`` widened by ``margin``."""
+    x1, y1, x2, y2 = (float(v) for v in box)
+    side = max(x2 - x1, y2 - y1) * (1.0 + 2.0 * margin)
+    return (x1 + x2) / 2.0, (y1 + y2) / 2.0, max(side, 1.0)
+
+
+class EmotionClassifier:
+    """A Keras emotion model with its metadata.
+
+    Args:
+        model_path: a ``.keras`` file saved by the training package.
+
+    Raises:
+        ModelUnavailable: the file is missing, unreadable or its classes are not
+            FER2013's seven.
+    """
+
+    def __init__(self, model_path: Path) -> None:
+        try:
+            self.info: ModelInfo = read_info(model_path)
+        except ModelFileError as exc:
+            raise ModelUnavailable(str(exc)) from exc
+        if sorted(self.info.class_names) != sorted(EMOTIONS):
+            raise ModelUnavailable(
+                f"{model_path} predicts {self.info.class_names}; the analyzer needs "
+                f"the seven FER2013 classes {EMOTIONS}")
+        # Output column j of the model is EMOTIONS[order[j]].
+        self._order = [self.info.class_names.index(name) for name in EMOTIONS]
+        self.path = Path(model_path)
+        self.sha256 = file_sha256(model_path)
+        self._model = self._load(model_path)
+
+    @staticmethod
+    def _load(path: Path):
+        import keras
+
+        return keras.saving.load_model(path, compile=False)
+
+    @property
+    def name(self) -> str:
+        return self.info.name
+
+    def crop(self, frame: np.ndarray, box: np.ndarray) -> np.ndarray:
+        """The model's input for one face: a square crop, replicated at the edges."""
+        import cv2
+
+        cx, cy, side = square_box(box, self.info.crop_margin)
+        if self.info.color_mode == "grayscale":
+            frame = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+        else:
+            frame = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+        size = int(round(side))
+        patch = cv2.getRectSubPix(frame, (size, size), (cx, cy))
+        h, w = self.info.input_size
+        interp = cv2.INTER_AREA if size > w else cv2.INTER_LINEAR
+        patch = cv2.resize(patch, (w, h), interpolation=interp)
+        return patch.reshape(h, w, self.info.channels)
+
+    def predict(self, crops: np.ndarray) -> np.ndarray:
+        """Probabilities ``(n, 7) float32`` in :data:`EMOTIONS` order."""
+        if len(crops) == 0:
+            return np.zeros((0, len(EMOTIONS)), dtype=np.float32)
+        lo, hi = self.info.input_scale
+        x = crops.astype(np.float32) * ((hi - lo) / 255.0) + lo
+        probs = np.asarray(self._model.predict_on_batch(x), dtype=np.float32)
+        probs = probs[:, self._order]
+        return probs / probs.sum(axis=1, keepdims=True)

@@ -1,0 +1,109 @@
+"""``python -m analyzer INPUT [INPUT ...] --out OUT``: the batch job.
+
+Exit codes: 0 every source succeeded (unsupported files are listed as skipped),
+1 some sources failed (the others are written), 2 usage error (bad arguments,
+missing input, no model, a detector that cannot run here).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from .config import DEFAULT_SAMPLE_FPS
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .detectors import DETECTORS
+    from .tracking import TRACKERS
+
+    parser = argparse.ArgumentParser(
+        prog="python -m analyzer", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("inputs", nargs="+", type=Path, metavar="INPUT",
+                        help="image or video files, or folders walked recursively")
+    parser.add_argument("--out", type=Path, required=True,
+                        help="output folder (faces/, frames/, sources.parquet, report/)")
+    sampling = parser.add_mutually_exclusive_group()
+    sampling.add_argument("--sample-fps", type=float, default=DEFAULT_SAMPLE_FPS,
+                          metavar="F", help="video frames analyzed per second "
+                          f"(default: {DEFAULT_SAMPLE_FPS:g})")
+    sampling.add_argument("--every-frame", action="store_true",
+                          help="analyze every frame of every video")
+    parser.add_argument("--detector", default="auto",
+                        choices=["auto", *DETECTORS.names()],
+                        help="face detector; auto: retinaface when its weights are "
+                        "on disk, else the embedded default (default: auto)")
+    parser.add_argument("--tracker", default="iou", choices=TRACKERS.names(),
+                        help="face tracker for videos (default: iou)")
+    parser.add_argument("--model", type=Path, default=None,
+                        help="a .keras emotion model (default: the shipped model)")
+    parser.add_argument("--batch-size", type=int, default=64,
+                        help="face crops per classifier call (default: 64)")
+    parser.add_argument("--no-report", action="store_true",
+                        help="do not render the HTML report at the end")
+    parser.add_argument("-q", "--quiet", action="store_true",
+                        help="no progress bars")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    missing = [p for p in args.inputs if not p.exists()]
+    if missing:
+        print(f"error: input not found: {', '.join(map(str, missing))}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.batch_size < 1 or (args.sample_fps is not None and args.sample_fps <= 0):
+        print("error: --batch-size and --sample-fps must be positive", file=sys.stderr)
+        return EXIT_USAGE
+    return _run(args)
+
+
+def _run(args) -> int:
+    from tqdm import tqdm
+
+    from .classifier import ModelUnavailable
+    from .config import AnalyzerConfig
+    from .detectors import DetectorUnavailable
+    from .pipeline import Runtime, run
+
+    config = AnalyzerConfig(
+        model=args.model, detector=args.detector, tracker=args.tracker,
+        sample_fps=None if args.every_frame else args.sample_fps,
+        batch_size=args.batch_size)
+    try:
+        runtime = Runtime.create(config)
+    except (ModelUnavailable, DetectorUnavailable, KeyError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"detector: {runtime.detector_name}; model: {runtime.classifier.name} "
+          f"({runtime.classifier.path}); sampling: {config.sampling}", file=sys.stderr)
+
+    def warn(row: dict) -> None:
+        tqdm.write(f"warning: {row['source']}: {row['error']}", file=sys.stderr)
+
+    summary = run(args.inputs, args.out, runtime, progress=not args.quiet,
+                  on_failure=warn)
+    if not args.no_report:
+        _report(args.out)
+    rows = summary.rows
+    ok = sum(r["status"] == "ok" for r in rows)
+    print(f"{len(rows)} files: {ok} ok ({summary.reused} already done), "
+          f"{len(summary.failed)} failed, {len(rows) - ok - len(summary.failed)} "
+          f"skipped; {sum(r['faces'] or 0 for r in rows)} faces -> {args.out}")
+    return EXIT_FAILED if summary.failed else EXIT_OK
+
+
+def _report(out: Path) -> None:
+    try:
+        from reports import render
+    except ImportError:  # reports is part of this project; tolerate a partial install
+        logging.getLogger(__name__).warning("reports package missing: no HTML report")
+        return
+    path = render(out)
+    print(f"report: {path}", file=sys.stderr)

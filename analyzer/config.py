@@ -1,0 +1,55 @@
+"""The analyzer's settings, frozen: one value describes one run's choices."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+DEFAULT_SAMPLE_FPS = 5.0
+
+
+@dataclass(frozen=True)
+class AnalyzerConfig:
+    """What to run and how.
+
+    Attributes:
+        model: the ``.keras`` model; ``None`` means the shipped default.
+        detector: a detector backend name, or ``auto``.
+        tracker: a tracker backend name.
+        sample_fps: frames per second to analyze; ``None`` analyzes every frame.
+        batch_size: face crops per classifier call.
+        detect_batch: frames per detector call.
+    """
+
+    model: Path | None = None
+    detector: str = "auto"
+    tracker: str = "iou"
+    sample_fps: float | None = DEFAULT_SAMPLE_FPS
+    batch_size: int = 64
+    detect_batch: int = 8
+
+    def __post_init__(self) -> None:
+        if self.sample_fps is not None and self.sample_fps <= 0:
+            raise ValueError("sample_fps must be positive (or None for every frame)")
+        if self.batch_size < 1 or self.detect_batch < 1:
+            raise ValueError("batch sizes must be at least 1")
+
+    @property
+    def sampling(self) -> str:
+        return "every-frame" if self.sample_fps is None else f"{self.sample_fps:g} fps"
+
+
+def settings_key(config: AnalyzerConfig, *, model_sha256: str, detector: str,
+                 version: str) -> str:
+    """A hash of everything that changes a source's rows: equal keys, same output.
+
+    Batch sizes are left out: they change speed, not results.
+    """
+    facts = asdict(config) | {"model": model_sha256, "detector": detector,
+                              "version": version}
+    for key in ("batch_size", "detect_batch"):
+        facts.pop(key)
+    return hashlib.sha256(json.dumps(facts, sort_keys=True, default=str).encode()
+                          ).hexdigest()[:20]

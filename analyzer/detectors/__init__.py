@@ -1,0 +1,42 @@
+"""Face detector backends, chosen by name (``--detector``).
+
+Each backend module imports its heavy dependencies only when a detector is built.
+``auto`` picks RetinaFace when its weights are on disk, else the embedded default.
+"""
+
+from __future__ import annotations
+
+from ..registry import Registry
+from .base import Detector, DetectorUnavailable
+from .haar import HaarDetector
+from .mtcnn import MtcnnDetector
+from .retinaface import RetinaFaceDetector, weights_available
+
+DETECTORS: Registry[Detector] = Registry("detector")
+DETECTORS.register("haar")(HaarDetector)
+DETECTORS.register("mtcnn")(MtcnnDetector)
+DETECTORS.register("retinaface")(RetinaFaceDetector)
+
+# The offline default, chosen by measurement (README, "Choosing the detector").
+EMBEDDED_DEFAULT = "mtcnn"
+
+
+def resolve(name: str) -> str:
+    """Turn ``auto`` into a concrete backend name; other names pass through."""
+    if name != "auto":
+        return name
+    return "retinaface" if weights_available() else EMBEDDED_DEFAULT
+
+
+def create_detector(name: str = "auto", **kwargs) -> Detector:
+    """Build the detector ``name`` (``auto`` resolved first).
+
+    Raises:
+        KeyError: unknown name (the message lists the valid ones).
+        DetectorUnavailable: the backend cannot run here (e.g. missing weights).
+    """
+    return DETECTORS.create(resolve(name), **kwargs)
+
+
+__all__ = ["DETECTORS", "Detector", "DetectorUnavailable", "EMBEDDED_DEFAULT",
+           "create_detector", "resolve"]

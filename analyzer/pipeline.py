@@ -1,0 +1,266 @@
+"""Analyze sources: decode, detect, track, classify, write one Parquet part each.
+
+:func:`analyze_source` is the unit of work: a function of a source, the settings
+and a :class:`Runtime` (the loaded models) that writes that source's part and
+returns its ``sources.parquet`` row. Sources are independent, so a distributed
+engine can map it over many machines; :func:`run` is the local driver.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from . import __version__
+from .classifier import EmotionClassifier, default_model
+from .config import AnalyzerConfig, settings_key
+from .detectors import create_detector, resolve
+from .faces import Faces
+from .records import (FACES_DIR, PartWriter, face_rows, part_name,
+                      read_part_metadata, write_sources)
+from .sources import Frame, Source, SourceError, VideoInfo, find_sources, iter_video, read_image
+from .tracking import create_tracker
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    """The loaded detector and classifier, built once and shared by all sources."""
+
+    config: AnalyzerConfig
+    detector: object
+    classifier: EmotionClassifier
+    detector_name: str
+    key: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.key = settings_key(self.config, model_sha256=self.classifier.sha256,
+                                detector=self.detector_name, version=__version__)
+
+    @classmethod
+    def create(cls, config: AnalyzerConfig) -> Runtime:
+        """Load the model and the detector.
+
+        Raises:
+            ModelUnavailable, DetectorUnavailable, KeyError: with a message for the
+                user (missing model or weights, unknown backend name).
+        """
+        classifier = EmotionClassifier(config.model or default_model())
+        name = resolve(config.detector)
+        return cls(config, create_detector(name), classifier, name)
+
+    def part_metadata(self, source: Source) -> dict:
+        return {
+            "package_version": __version__,
+            "model_name": self.classifier.name,
+            "model_sha256": self.classifier.sha256,
+            "detector": self.detector_name,
+            "tracker": self.config.tracker,
+            "sampling": self.config.sampling,
+            "sample_fps": self.config.sample_fps,
+            "settings_key": self.key,
+            "source": source.name,
+            "source_fingerprint": source.fingerprint,
+        }
+
+
+class _Classifier:
+    """Collects analyzed frames and classifies their crops in batches across frames."""
+
+    def __init__(self, runtime: Runtime, part: PartWriter, source: str) -> None:
+        self.runtime, self.part, self.source = runtime, part, source
+        self.pending: list[tuple[Frame, Faces, list[np.ndarray]]] = []
+        self.crops = 0
+
+    def add(self, frame: Frame, faces: Faces) -> None:
+        crop = self.runtime.classifier.crop
+        crops = [crop(frame.image, box) for box in faces.boxes]
+        # Keep the crops, not the frame: memory stays flat however long the video.
+        self.pending.append((Frame(frame.index, frame.timestamp_s, None), faces, crops))
+        self.crops += len(crops)
+        if self.crops >= self.runtime.config.batch_size:
+            self.flush()
+
+    def flush(self) -> None:
+        crops = [c for _, _, cs in self.pending for c in cs]
+        probs = self.runtime.classifier.predict(np.stack(crops)) if crops else None
+        start = 0
+        for frame, faces, frame_crops in self.pending:
+            n = len(frame_crops)
+            self.part.add_frame(self.source, frame.index, frame.timestamp_s, n)
+            if n:
+                self.part.add_faces(face_rows(self.source, frame.index, frame.timestamp_s,
+                                              faces, probs[start:start + n]))
+            start += n
+        self.pending, self.crops = [], 0
+
+
+def _batches(frames: Iterable[Frame], size: int) -> Iterator[list[Frame]]:
+    batch: list[Frame] = []
+    for frame in frames:
+        batch.append(frame)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _frames_bar(source: Source, info: VideoInfo, frames: Iterator[Frame],
+                enabled: bool) -> Iterator[Frame]:
+    """Wrap a frame stream in a progress bar counting decoded frames."""
+    with tqdm(desc=source.name[-40:], unit="frame", leave=False, position=1,
+              disable=not enabled) as bar:
+        for frame in frames:
+            bar.update(info.frames_total - bar.n)
+            yield frame
+
+
+def _analyze_frames(runtime: Runtime, part: PartWriter, source: Source,
+                    frames: Iterable[Frame], tracked: bool) -> set[int]:
+    tracker = create_tracker(runtime.config.tracker)
+    classify = _Classifier(runtime, part, source.name)
+    track_ids: set[int] = set()
+    for batch in _batches(frames, runtime.config.detect_batch):
+        found = runtime.detector.detect([f.image for f in batch])
+        for frame, faces in zip(batch, found, strict=True):
+            if tracked:
+                faces = tracker.update(faces, frame.timestamp_s or 0.0)
+            else:  # an image: every face is its own "track"
+                faces = Faces(faces.boxes, faces.scores, np.arange(len(faces)))
+            track_ids.update(faces.track_ids.tolist())
+            classify.add(frame, faces)
+    classify.flush()
+    return track_ids
+
+
+def source_row(source: Source, **values) -> dict:
+    """A ``sources.parquet`` row with every column present."""
+    row = dict.fromkeys(("error", "frames_total", "frames_analyzed", "fps",
+                         "duration_s", "width", "height", "faces", "tracks",
+                         "frames_with_faces", "part"))
+    return row | {"source": source.name, "kind": source.kind} | values
+
+
+def analyze_source(source: Source, out: Path, runtime: Runtime, *,
+                   progress: bool = False) -> dict:
+    """Analyze one image or video and write its part under ``out``.
+
+    Returns:
+        Its ``sources.parquet`` row: ``status`` is ``ok`` or ``failed`` (with
+        ``error``); a failed source leaves no part behind.
+    """
+    if source.kind not in ("image", "video"):
+        return source_row(source, status="skipped",
+                          error=f"not an image or video ({source.path.suffix or 'no suffix'})")
+    name = part_name(source.name)
+    try:
+        with PartWriter(out, name, runtime.part_metadata(source)) as part:
+            facts = _analyze_into(part, source, runtime, progress)
+            row = source_row(source, status="ok", part=name, faces=part.faces,
+                             frames_analyzed=part.frame_count, **facts)
+            part.set_summary(row)
+        return row
+    except SourceError as exc:
+        return source_row(source, status="failed", error=str(exc))
+    except Exception as exc:  # one bad file must not end the batch
+        logger.debug("unexpected error on %s", source.path, exc_info=True)
+        return source_row(source, status="failed", error=f"{type(exc).__name__}: {exc}")
+
+
+def _analyze_into(part: PartWriter, source: Source, runtime: Runtime,
+                  progress: bool) -> dict:
+    if source.kind == "image":
+        image = read_image(source.path)
+        frames = [Frame(0, None, image)]
+        tracks = _analyze_frames(runtime, part, source, frames, tracked=False)
+        h, w = image.shape[:2]
+        info = VideoInfo(width=w, height=h, frames_total=1)
+    else:
+        info = VideoInfo()
+        frames = _frames_bar(source, info,
+                             iter_video(source.path, info,
+                                        sample_fps=runtime.config.sample_fps), progress)
+        tracks = _analyze_frames(runtime, part, source, frames, tracked=True)
+    return {"frames_total": info.frames_total, "fps": info.fps,
+            "duration_s": info.duration_s, "width": info.width, "height": info.height,
+            "tracks": len(tracks), "frames_with_faces": part.frames_with_faces}
+
+
+def completed_row(source: Source, out: Path, runtime: Runtime) -> dict | None:
+    """The stored row of a source already analyzed with the same settings, if any."""
+    if source.kind not in ("image", "video"):
+        return None
+    meta = read_part_metadata(out / FACES_DIR / part_name(source.name))
+    if (meta and meta.get("settings_key") == runtime.key
+            and meta.get("source_fingerprint") == source.fingerprint
+            and "source_row" in meta):
+        return meta["source_row"]
+    return None
+
+
+@dataclass
+class RunSummary:
+    """What :func:`run` did: every source's row, and how many were reused."""
+
+    rows: list[dict]
+    reused: int = 0
+
+    @property
+    def failed(self) -> list[dict]:
+        return [r for r in self.rows if r["status"] == "failed"]
+
+
+def run(inputs: list[Path], out: Path, runtime: Runtime, *, progress: bool = True,
+        on_failure: Callable[[dict], None] | None = None) -> RunSummary:
+    """Analyze every source under ``inputs`` into ``out``, resuming finished ones.
+
+    ``sources.parquet`` and ``run.json`` are rewritten at the end; a source's part
+    is in place as soon as that source is done, so an interrupted run loses at
+    most the source in progress and a rerun continues from there.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    sources = find_sources(inputs, exclude=out)
+    summary = RunSummary(rows=[])
+    started = dt.datetime.now(dt.timezone.utc)
+    for source in tqdm(sources, desc="sources", unit="file", position=0,
+                       disable=not progress):
+        row = completed_row(source, out, runtime)
+        if row is not None:
+            summary.reused += 1
+        else:
+            row = analyze_source(source, out, runtime, progress=progress)
+            if row["status"] == "failed" and on_failure:
+                on_failure(row)
+        summary.rows.append(row)
+    write_sources(out, summary.rows)
+    _write_run_facts(out, runtime, summary, started)
+    return summary
+
+
+def _write_run_facts(out: Path, runtime: Runtime, summary: RunSummary,
+                     started: dt.datetime) -> None:
+    rows = summary.rows
+    facts = runtime.part_metadata(Source(out, "", "")) | {
+        "started": started.isoformat(timespec="seconds"),
+        "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "sources": len(rows),
+        "ok": sum(r["status"] == "ok" for r in rows),
+        "failed": len(summary.failed),
+        "skipped": sum(r["status"] == "skipped" for r in rows),
+        "reused": summary.reused,
+        "faces": sum(r["faces"] or 0 for r in rows),
+    }
+    for key in ("source", "source_fingerprint"):
+        facts.pop(key)
+    tmp = out / ".run.json.tmp"
+    tmp.write_text(json.dumps(facts, indent=2) + "\n")
+    tmp.replace(out / "run.json")

@@ -1,0 +1,203 @@
+"""The Parquet output: schemas defined once, and an atomic per-source part writer.
+
+Layout under ``OUT``:
+
+- ``faces/PART.parquet``: one row per detected face per analyzed frame.
+- ``frames/PART.parquet``: one row per analyzed frame (``faces`` may be 0), so a
+  frame with no face can be told from a frame that was not analyzed.
+- ``sources.parquet``: one row per input file.
+
+A part is written under a hidden temporary name (pyarrow and pandas skip names that
+start with ``.``) and renamed when the source is complete, frames before faces: a
+``faces/`` file exists only for a finished source.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .labels import EMOTIONS
+
+META_KEY = b"emotion_analyzer"
+FACES_DIR, FRAMES_DIR, SOURCES_FILE = "faces", "frames", "sources.parquet"
+
+FACE_SCHEMA = pa.schema(
+    [
+        ("source", pa.string()),
+        ("frame_index", pa.int64()),
+        ("timestamp_s", pa.float64()),
+        ("track_id", pa.int64()),
+        *[(c, pa.float32()) for c in ("x1", "y1", "x2", "y2", "det_score")],
+        *[(e, pa.float32()) for e in EMOTIONS],
+        ("emotion", pa.string()),
+    ]
+)
+
+FRAME_SCHEMA = pa.schema(
+    [
+        ("source", pa.string()),
+        ("frame_index", pa.int64()),
+        ("timestamp_s", pa.float64()),
+        ("faces", pa.int64()),
+    ]
+)
+
+SOURCE_SCHEMA = pa.schema(
+    [
+        ("source", pa.string()),
+        ("kind", pa.string()),
+        ("status", pa.string()),
+        ("error", pa.string()),
+        ("frames_total", pa.int64()),
+        ("frames_analyzed", pa.int64()),
+        ("fps", pa.float64()),
+        ("duration_s", pa.float64()),
+        ("width", pa.int64()),
+        ("height", pa.int64()),
+        ("faces", pa.int64()),
+        ("tracks", pa.int64()),
+        ("frames_with_faces", pa.int64()),
+        ("part", pa.string()),
+    ]
+)
+
+
+def part_name(source: str) -> str:
+    """A file-system-safe, unique file name for a source's part."""
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", source)[-80:].strip("._") or "source"
+    return f"{safe}-{zlib.crc32(source.encode()):08x}.parquet"
+
+
+def face_rows(source: str, frame_index: int, timestamp_s: float | None,
+              faces, probs: np.ndarray) -> dict[str, np.ndarray]:
+    """Column arrays for one frame's faces (``faces`` a :class:`Faces`)."""
+    n = len(faces)
+    columns = {
+        "source": np.full(n, source, dtype=object),
+        "frame_index": np.full(n, frame_index, dtype=np.int64),
+        "timestamp_s": np.full(n, np.nan if timestamp_s is None else timestamp_s),
+        "track_id": faces.track_ids,
+        "det_score": faces.scores,
+        "emotion": np.asarray(EMOTIONS, dtype=object)[probs.argmax(axis=1)]
+        if n else np.zeros(0, dtype=object),
+    }
+    for i, name in enumerate(("x1", "y1", "x2", "y2")):
+        columns[name] = faces.boxes[:, i]
+    for i, name in enumerate(EMOTIONS):
+        columns[name] = probs[:, i]
+    return columns
+
+
+class _Buffered:
+    """Rows buffered in memory and flushed as row groups of a streaming writer."""
+
+    def __init__(self, path: Path, schema: pa.Schema, flush_rows: int) -> None:
+        self.path, self.schema, self.flush_rows = path, schema, flush_rows
+        self._chunks: list[dict[str, np.ndarray]] = []
+        self._pending = 0
+        self.writer = pq.ParquetWriter(path, schema)
+
+    def add(self, columns: dict[str, np.ndarray]) -> None:
+        self._chunks.append(columns)
+        self._pending += len(next(iter(columns.values())))
+        if self._pending >= self.flush_rows:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self._chunks:
+            return
+        merged = {name: np.concatenate([c[name] for c in self._chunks])
+                  for name in self.schema.names}
+        arrays = [pa.array(merged[f.name], type=f.type,
+                           from_pandas=f.name == "timestamp_s") for f in self.schema]
+        self.writer.write_table(pa.Table.from_arrays(arrays, schema=self.schema))
+        self._chunks, self._pending = [], 0
+
+    def close(self) -> None:
+        self.flush()
+        self.writer.close()
+
+
+class PartWriter:
+    """Writes one source's faces and frames, atomically.
+
+    Use as a context manager: on a clean exit both files are renamed into place; on
+    an exception the temporary files are removed, so nothing partial remains.
+
+    Example:
+        >>> with PartWriter(out, "clip.mp4-0a1b.parquet", {"k": "v"}) as part:
+        ...     part.add_faces(face_rows(...)); part.add_frame("clip.mp4", 0, 0.0, 1)
+    """
+
+    def __init__(self, out: Path, name: str, metadata: dict, *,
+                 flush_rows: int = 20_000) -> None:
+        self.final = {d: Path(out) / d / name for d in (FACES_DIR, FRAMES_DIR)}
+        self.tmp = {d: p.with_name(f".{p.name}.tmp") for d, p in self.final.items()}
+        self.metadata, self.flush_rows = metadata, flush_rows
+        self.faces = self.frame_count = self.frames_with_faces = 0
+
+    def __enter__(self) -> PartWriter:
+        for path in self.tmp.values():
+            path.parent.mkdir(parents=True, exist_ok=True)
+        self._faces = _Buffered(self.tmp[FACES_DIR], FACE_SCHEMA, self.flush_rows)
+        self._frames = _Buffered(self.tmp[FRAMES_DIR], FRAME_SCHEMA, self.flush_rows)
+        return self
+
+    def add_faces(self, columns: dict[str, np.ndarray]) -> None:
+        self._faces.add(columns)
+        self.faces += len(columns["frame_index"])
+
+    def add_frame(self, source: str, index: int, timestamp_s: float | None,
+                  faces: int) -> None:
+        self._frames.add({
+            "source": np.array([source], dtype=object),
+            "frame_index": np.array([index], dtype=np.int64),
+            "timestamp_s": np.array([np.nan if timestamp_s is None else timestamp_s]),
+            "faces": np.array([faces], dtype=np.int64),
+        })
+        self.frame_count += 1
+        self.frames_with_faces += faces > 0
+
+    def set_summary(self, row: dict) -> None:
+        """Store the source's ``sources.parquet`` row in the part (for resume)."""
+        self.metadata = self.metadata | {"source_row": row}
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            # File-level metadata goes into the footer, so it is written last.
+            self._faces.writer.add_key_value_metadata(
+                {META_KEY: json.dumps(self.metadata).encode()})
+        self._faces.close()
+        self._frames.close()
+        if exc_type is not None:
+            for path in self.tmp.values():
+                path.unlink(missing_ok=True)
+            return
+        self.tmp[FRAMES_DIR].replace(self.final[FRAMES_DIR])
+        self.tmp[FACES_DIR].replace(self.final[FACES_DIR])
+
+
+def read_part_metadata(path: Path) -> dict | None:
+    """The metadata of a finished part, or ``None`` if it is absent or unreadable."""
+    try:
+        meta = pq.ParquetFile(path).metadata.metadata or {}
+        return json.loads(meta[META_KEY])
+    except (OSError, KeyError, ValueError, pa.ArrowInvalid):
+        return None
+
+
+def write_sources(out: Path, rows: list[dict]) -> Path:
+    """Write ``sources.parquet`` atomically."""
+    path = Path(out) / SOURCES_FILE
+    tmp = path.with_name(f".{path.name}.tmp")
+    table = pa.Table.from_pylist(rows, schema=SOURCE_SCHEMA)
+    pq.write_table(table, tmp)
+    tmp.replace(path)
+    return path

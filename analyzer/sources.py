@@ -1,0 +1,217 @@
+"""Find the media under the inputs and stream their frames.
+
+Videos are decoded with PyAV, which gives each frame its presentation time from the
+container (``pts * time_base``), so timestamps stay right for variable frame rates
+and B-frames. Frames are streamed one at a time: memory stays flat however long the
+video is.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
+VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"})
+
+
+class SourceError(RuntimeError):
+    """A file that cannot be decoded; the message says why."""
+
+
+@dataclass(frozen=True)
+class Source:
+    """One input file: its path, its name relative to its INPUT, and its kind.
+
+    ``kind`` is ``image``, ``video`` or ``other`` (listed as skipped).
+    """
+
+    path: Path
+    name: str
+    kind: str
+
+    @property
+    def fingerprint(self) -> str:
+        """Size and modification time: a changed file gets analyzed again."""
+        try:
+            st = self.path.stat()
+        except OSError:
+            return "unreadable"
+        return f"{st.st_size}:{st.st_mtime_ns}"
+
+
+@dataclass
+class VideoInfo:
+    """What the container says about a video, completed while decoding."""
+
+    fps: float | None = None
+    width: int | None = None
+    height: int | None = None
+    duration_s: float | None = None
+    frames_total: int = 0
+    frames_declared: int = 0  # what the container's header says, 0 if unknown
+
+
+@dataclass(frozen=True)
+class Frame:
+    """A decoded frame: ``image`` is ``(h, w, 3) uint8`` BGR."""
+
+    index: int
+    timestamp_s: float | None
+    image: np.ndarray
+
+
+def kind_of(path: Path) -> str:
+    suffix = path.suffix.lower()
+    if suffix in IMAGE_SUFFIXES:
+        return "image"
+    if suffix in VIDEO_SUFFIXES:
+        return "video"
+    return "other"
+
+
+def find_sources(inputs: Iterable[Path], *, exclude: Path | None = None) -> list[Source]:
+    """List every file under ``inputs`` (files or folders, walked recursively).
+
+    Args:
+        inputs: files or folders.
+        exclude: a folder to leave out (the output folder, if it is inside an input).
+
+    Raises:
+        FileNotFoundError: an input does not exist.
+    """
+    exclude = exclude.resolve() if exclude else None
+    found: dict[str, Source] = {}
+    for root in inputs:
+        root = Path(root)
+        if not root.exists():
+            raise FileNotFoundError(f"input {root} does not exist")
+        if root.is_file():
+            paths, base = [root], root.parent
+        else:
+            paths, base = sorted(_walk(root, exclude)), root
+        for path in paths:
+            name = path.relative_to(base).as_posix()
+            if name in found and found[name].path.resolve() != path.resolve():
+                logger.warning("two inputs hold %s; keeping both as %s and %s",
+                               name, found[name].path, path)
+                name = f"{base.name}/{name}"
+            found[name] = Source(path, name, kind_of(path))
+    return list(found.values())
+
+
+def _walk(root: Path, exclude: Path | None) -> Iterator[Path]:
+    for path in root.rglob("*"):
+        if exclude and (path.resolve() == exclude or exclude in path.resolve().parents):
+            continue
+        if path.is_file():
+            yield path
+
+
+def read_bytes(path: Path, limit: int = -1) -> np.ndarray:
+    """A file's bytes (the first ``limit``, or all) as ``uint8``.
+
+    Raises:
+        SourceError: the file cannot be read (permissions, I/O error).
+    """
+    try:
+        with open(path, "rb") as f:  # open() copes with non-ASCII names, cv2 doesn't
+            return np.frombuffer(f.read(limit), dtype=np.uint8)
+    except OSError as exc:
+        raise SourceError(f"cannot read file: {exc.strerror or exc}") from exc
+
+
+def read_image(path: Path) -> np.ndarray:
+    """Decode an image as BGR (EXIF orientation applied).
+
+    Raises:
+        SourceError: the file is empty, unreadable or not a decodable image.
+    """
+    import cv2
+
+    data = read_bytes(path)
+    if data.size == 0:
+        raise SourceError("file is empty (0 bytes)")
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    if image is None:
+        raise SourceError("not a decodable image (corrupt or truncated)")
+    return image
+
+
+def iter_video(path: Path, info: VideoInfo, *, sample_fps: float | None) -> Iterator[Frame]:
+    """Stream a video's frames in presentation order, sampled to ``sample_fps``.
+
+    Every frame is decoded (codecs need it) but only sampled ones are converted to
+    arrays. ``info`` is filled in as decoding goes: ``frames_total`` counts every
+    decoded frame. With ``sample_fps=None`` every frame is yielded.
+
+    Raises:
+        SourceError: the file cannot be opened or decoding fails part way.
+    """
+    import av
+
+    if read_bytes(path, 1).size == 0:
+        raise SourceError("file is empty (0 bytes)")
+    try:
+        container = av.open(str(path))
+    except (OSError, av.error.FFmpegError) as exc:
+        raise SourceError(f"cannot open video: {exc}") from exc
+    with container:
+        if not container.streams.video:
+            raise SourceError("file has no video stream")
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        _describe(stream, info)
+        yield from _decode(container, stream, info, sample_fps)
+
+
+def _describe(stream, info: VideoInfo) -> None:
+    rate = stream.average_rate or stream.guessed_rate
+    info.fps = float(rate) if rate else None
+    info.width, info.height = stream.codec_context.width, stream.codec_context.height
+    info.frames_declared = int(stream.frames or 0)
+    if stream.duration is not None and stream.time_base is not None:
+        info.duration_s = float(stream.duration * stream.time_base)
+
+
+def _decode(container, stream, info: VideoInfo, sample_fps: float | None):
+    import av
+
+    start = stream.start_time or 0
+    last_t, last_bin, index = -1.0, -1, -1
+    try:
+        for frame in container.decode(stream):
+            index += 1
+            t = _timestamp(frame, stream, start, index, info.fps)
+            t = max(t, last_t)  # presentation times never go back; guard bad files
+            last_t = t
+            info.frames_total = index + 1
+            if sample_fps is not None:
+                sample_bin = int(np.floor(t * sample_fps + 1e-6))
+                if sample_bin <= last_bin:
+                    continue
+                last_bin = sample_bin
+            yield Frame(index, t, frame.to_ndarray(format="bgr24"))
+    except av.error.FFmpegError as exc:
+        raise SourceError(f"decoding failed after frame {index}: {exc}") from exc
+    if index < 0:
+        raise SourceError("video holds no decodable frame")
+    if info.frames_declared and info.frames_total < 0.98 * info.frames_declared - 1:
+        raise SourceError(
+            f"truncated: decoded {info.frames_total} of the {info.frames_declared} "
+            "frames its header declares")
+    if info.duration_s is None and info.fps:
+        info.duration_s = last_t + 1.0 / info.fps
+
+
+def _timestamp(frame, stream, start: int, index: int, fps: float | None) -> float:
+    if frame.pts is not None and stream.time_base is not None:
+        return float((frame.pts - start) * stream.time_base)
+    # No presentation time at all (rare raw streams): fall back to the frame rate.
+    return index / fps if fps else float(index)

@@ -1,0 +1,108 @@
+"""Unit tests: registry, Faces, tracker, model metadata, classifier crops."""
+
+from __future__ import annotations
+
+import zipfile
+
+import numpy as np
+import pytest
+
+from analyzer.classifier import EmotionClassifier, ModelUnavailable, square_box
+from analyzer.faces import Faces
+from analyzer.labels import EMOTIONS
+from analyzer.modelfile import ModelFileError, ModelInfo, read_info, write_info
+from analyzer.registry import Registry
+from analyzer.tracking import IouTracker, iou_matrix
+
+from ..helpers import CONSTANT_PROBS, constant_model
+
+
+def test_registry_refuses_duplicates_and_lists_names():
+    reg = Registry("widget")
+    reg.register("a")(dict)
+    with pytest.raises(ValueError, match="already registered"):
+        reg.register("a")(list)
+    with pytest.raises(KeyError, match="choose one of: a"):
+        reg.create("b")
+
+
+def test_faces_checks_shapes():
+    with pytest.raises(ValueError, match="disagree"):
+        Faces(np.zeros((2, 4)), np.zeros(3))
+    assert len(Faces.empty()) == 0
+
+
+@pytest.mark.parametrize(("a", "b", "expected"), [
+    ([0, 0, 10, 10], [0, 0, 10, 10], 1.0),
+    ([0, 0, 10, 10], [5, 0, 15, 10], 50 / 150),
+    ([0, 0, 10, 10], [20, 20, 30, 30], 0.0),
+])
+def test_iou(a, b, expected):
+    assert iou_matrix(np.array([a], float), np.array([b], float))[0, 0] == \
+        pytest.approx(expected)
+
+
+def _faces(*boxes):
+    return Faces(np.array(boxes, dtype=float), np.ones(len(boxes)))
+
+
+def test_tracker_keeps_ids_and_expires_lost_tracks():
+    tracker = IouTracker(max_lost_s=1.0)
+    first = tracker.update(_faces([0, 0, 10, 10], [50, 50, 60, 60]), 0.0)
+    assert first.track_ids.tolist() == [0, 1]
+    swapped = tracker.update(_faces([51, 50, 61, 60], [1, 0, 11, 10]), 0.2)
+    assert swapped.track_ids.tolist() == [1, 0]
+    tracker.update(Faces.empty(), 0.5)  # both unseen for a while
+    back = tracker.update(_faces([1, 0, 11, 10]), 1.1)
+    assert back.track_ids.tolist() == [0]
+    later = tracker.update(_faces([51, 50, 61, 60]), 2.5)  # track 1 gone > 1 s
+    assert later.track_ids.tolist() == [2]
+
+
+def test_model_info_round_trip(tmp_path):
+    path = constant_model(tmp_path / "m.keras")
+    info = read_info(path)
+    assert info.class_names == EMOTIONS and info.input_size == (48, 48)
+    write_info(path, ModelInfo(class_names=EMOTIONS, input_size=(64, 64), name="x"))
+    assert read_info(path).input_size == (64, 64)
+    import keras
+
+    assert keras.saving.load_model(path, compile=False).output_shape == (None, 7)
+
+
+def test_model_info_errors(tmp_path):
+    with pytest.raises(ModelFileError, match="does not exist"):
+        read_info(tmp_path / "missing.keras")
+    (tmp_path / "text.keras").write_text("hello")
+    with pytest.raises(ModelFileError, match="not a .keras"):
+        read_info(tmp_path / "text.keras")
+    with zipfile.ZipFile(tmp_path / "plain.keras", "w") as zf:
+        zf.writestr("config.json", "{}")
+    with pytest.raises(ModelFileError, match="python -m training"):
+        read_info(tmp_path / "plain.keras")
+
+
+def test_classifier_reorders_by_model_class_names(tmp_path):
+    shuffled = tuple(reversed(EMOTIONS))
+    classifier = EmotionClassifier(constant_model(tmp_path / "m.keras",
+                                                  class_names=shuffled))
+    probs = classifier.predict(np.zeros((3, 48, 48, 1), np.uint8))
+    np.testing.assert_allclose(probs, np.tile(CONSTANT_PROBS, (3, 1)), atol=1e-5)
+
+
+def test_classifier_refuses_other_classes(tmp_path):
+    path = constant_model(tmp_path / "m.keras")
+    write_info(path, ModelInfo(class_names=("a",) * 7, input_size=(48, 48)))
+    with pytest.raises(ModelUnavailable, match="seven FER2013 classes"):
+        EmotionClassifier(path)
+
+
+def test_crop_is_square_with_margin_and_replicates_edges(tiny_model):
+    classifier = EmotionClassifier(tiny_model)
+    frame = np.zeros((100, 200, 3), np.uint8)
+    frame[:, :100] = 255
+    crop = classifier.crop(frame, np.array([80, 0, 120, 20], float))  # at the top edge
+    assert crop.shape == (48, 48, 1)
+    assert crop[0, 0, 0] == 255 and crop[-1, -1, 0] == 0
+    cx, cy, side = square_box(np.array([0, 0, 20, 10]), 0.1)
+    assert (cx, cy) == (10, 5) and side == pytest.approx(24)

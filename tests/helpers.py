@@ -1,0 +1,108 @@
+"""Small factories for tests: synthetic media, a fake detector, a constant model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from analyzer.faces import Faces
+from analyzer.labels import EMOTIONS
+
+# A constant model's output, in EMOTIONS order: recognisable in every row.
+CONSTANT_PROBS = np.array([0.05, 0.02, 0.08, 0.50, 0.10, 0.15, 0.10], dtype=np.float32)
+
+
+class BlobDetector:
+    """Finds bright squares on a dark frame: a real detector for synthetic media."""
+
+    name = "fake"
+
+    def __init__(self, *, threshold: int = 128, fail_on_frame: int | None = None):
+        self.threshold = threshold
+        self.calls = 0
+
+    def detect(self, frames: list[np.ndarray]) -> list[Faces]:
+        import cv2
+
+        self.calls += 1
+        found = []
+        for frame in frames:
+            gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+            n, _, stats, _ = cv2.connectedComponentsWithStats(
+                (gray > self.threshold).astype(np.uint8))
+            boxes = [(x, y, x + w, y + h) for x, y, w, h, area in stats[1:n]
+                     if area >= 100]
+            found.append(Faces(np.array(boxes, dtype=np.float32).reshape(-1, 4),
+                               np.full(len(boxes), 0.99)))
+        return found
+
+
+def blob_frame(width: int, height: int, boxes) -> np.ndarray:
+    """A dark BGR frame with white squares at ``boxes`` (x, y, side)."""
+    frame = np.full((height, width, 3), 20, dtype=np.uint8)
+    for x, y, side in boxes:
+        frame[y:y + side, x:x + side] = 235
+    return frame
+
+
+def make_video(path: Path, frames: list[np.ndarray], *, fps: int = 10,
+               pts_ms: list[int] | None = None, codec: str = "libx264",
+               faststart: bool = False) -> Path:
+    """Encode frames with PyAV; ``pts_ms`` sets presentation times (ms) explicitly."""
+    import av
+    from fractions import Fraction
+
+    h, w = frames[0].shape[:2]
+    options = {"movflags": "faststart"} if faststart else {}
+    with av.open(str(path), "w", options=options) as container:
+        stream = container.add_stream(codec, rate=fps)
+        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        if pts_ms is not None:
+            stream.codec_context.time_base = Fraction(1, 1000)
+        for i, image in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(image, format="bgr24")
+            if pts_ms is not None:
+                frame.pts, frame.time_base = pts_ms[i], Fraction(1, 1000)
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def moving_blob_video(path: Path, n: int = 30, *, fps: int = 10,
+                      blobs: int = 1, faststart: bool = False) -> Path:
+    """A clip of ``blobs`` squares drifting right by 2 px a frame."""
+    frames = [blob_frame(160, 120, [(10 + 2 * i + 70 * b, 30 + 10 * b, 30)
+                                    for b in range(blobs)]) for i in range(n)]
+    return make_video(path, frames, fps=fps, faststart=faststart)
+
+
+def write_image(path: Path, image: np.ndarray) -> Path:
+    import cv2
+
+    ok, data = cv2.imencode(".png" if path.suffix.lower() == ".png" else ".jpg", image)
+    assert ok
+    path.write_bytes(data.tobytes())
+    return path
+
+
+def constant_model(path: Path, *, class_names=EMOTIONS) -> Path:
+    """A tiny Keras model that outputs CONSTANT_PROBS (reordered to class_names)."""
+    import keras
+
+    from analyzer.modelfile import ModelInfo, write_info
+
+    probs = np.array([CONSTANT_PROBS[EMOTIONS.index(c)] for c in class_names])
+    model = keras.Sequential([
+        keras.Input((48, 48, 1)),
+        keras.layers.Flatten(),
+        keras.layers.Dense(len(class_names), activation="softmax",
+                           kernel_initializer="zeros",
+                           bias_initializer=keras.initializers.Constant(np.log(probs))),
+    ], name="constant")
+    model.save(path)
+    write_info(path, ModelInfo(class_names=tuple(class_names), input_size=(48, 48),
+                               crop_margin=0.1, name="constant-test-model"))
+    return path

@@ -1,0 +1,148 @@
+"""Training package: loaders, split, one training step, metadata, evaluate's JSON."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from analyzer.labels import EMOTIONS
+from analyzer.modelfile import read_info
+from training.cli import main
+from training.data import DataError, FerSplit, load_split, stratified_split
+from training.recipes import CPU, RECIPES
+
+from ..helpers import write_image
+
+FOLDER_CLASSES = ["angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"]
+
+
+def _face(label: int) -> np.ndarray:
+    """A 48x48 image whose brightness encodes its label, to check the mapping."""
+    return np.full((48, 48, 3), 30 * label + 10, np.uint8)
+
+
+@pytest.fixture
+def folder_data(tmp_path):
+    root = tmp_path / "fer"
+    for split, n in (("train", 6), ("test", 2)):
+        for name in reversed(FOLDER_CLASSES):  # creation order must not matter
+            (root / split / name).mkdir(parents=True)
+            for i in range(n):
+                write_image(root / split / name / f"{i}.png", _face(EMOTIONS.index(name)))
+    return root
+
+
+@pytest.fixture
+def csv_data(tmp_path):
+    path = tmp_path / "fer2013.csv"
+    lines = ["emotion,pixels,Usage"]
+    for label in range(7):
+        pixels = " ".join([str(30 * label + 10)] * 48 * 48)
+        lines += [f"{label},{pixels},Training"] * 3 + [f"{label},{pixels},PublicTest"]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_folder_layout_maps_classes_in_fer_order(folder_data):
+    split = load_split(folder_data, "train")
+    assert len(split) == 42 and split.images.shape[1:] == (48, 48)
+    for label in range(7):
+        assert np.all(split.images[split.labels == label] == 30 * label + 10)
+
+
+def test_csv_layout(csv_data):
+    train, test = load_split(csv_data, "train"), load_split(csv_data, "test")
+    assert len(train) == 21 and len(test) == 7
+    assert np.all(train.images[train.labels == 3] == 100)
+
+
+def test_missing_class_folder_is_allowed(folder_data):
+    import shutil
+
+    shutil.rmtree(folder_data / "train" / "neutral")
+    split = load_split(folder_data, "train")
+    assert split.class_counts()[EMOTIONS.index("neutral")] == 0
+
+
+@pytest.mark.parametrize(("make", "message"), [
+    (lambda r: (r / "train" / "contempt").mkdir(), "unknown class folder .*contempt"),
+    (lambda r: (r / "train" / "sad" / "bad.jpg").write_bytes(b"xx"),
+     "cannot decode image .*bad.jpg"),
+])
+def test_loader_errors_name_the_culprit(folder_data, make, message):
+    make(folder_data)
+    with pytest.raises(DataError, match=message):
+        load_split(folder_data, "train")
+
+
+def test_empty_or_missing_split(tmp_path):
+    (tmp_path / "train" / "happy").mkdir(parents=True)
+    with pytest.raises(DataError, match="holds no images"):
+        load_split(tmp_path, "train")
+    with pytest.raises(DataError, match="does not exist"):
+        load_split(tmp_path, "test")
+
+
+def test_csv_errors(tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("emotion,pixels,Usage\n9,1 2 3,Training\n")
+    with pytest.raises(DataError, match="bad.csv:2"):
+        load_split(bad, "train")
+
+
+def test_stratified_split_is_reproducible_and_proportional():
+    labels = np.repeat(np.arange(7), [50, 5, 50, 90, 60, 40, 60])
+    data = FerSplit(np.zeros((len(labels), 48, 48), np.uint8), labels)
+    train, val = stratified_split(data, val_fraction=0.2, seed=1)
+    assert len(train) + len(val) == len(data)
+    assert val.class_counts().tolist() == [10, 1, 10, 18, 12, 8, 12]
+    again = stratified_split(data, val_fraction=0.2, seed=1)[1]
+    assert np.array_equal(again.labels, val.labels)
+
+
+def test_recipes_match_the_seed_report():
+    paper = RECIPES["paper"]
+    assert (paper.image_size, paper.batch_size, paper.dropout) == (224, 64, 0.5)
+    head, tune = paper.phases
+    assert (head.trainable, head.learning_rate) == ("head", 1e-3)
+    assert (tune.trainable, tune.learning_rate) == ("after:200", 1e-5)
+
+
+def test_zero_init_makes_residual_blocks_identities():
+    from training.model import build_model
+
+    model = build_model(replace(CPU, image_size=32))
+    base = model.get_layer("efficientnetb1")
+    gammas = {l.name: np.asarray(l.gamma) for l in base.layers
+              if l.name.endswith("_project_bn")}
+    assert np.all(gammas["block1a_project_bn"] == 1)  # no residual add: untouched
+    assert np.all(gammas["block2b_project_bn"] == 0)
+
+
+def test_train_one_step_save_load_and_evaluate_json(folder_data, tmp_path, capsys):
+    out = tmp_path / "run"
+    tiny = replace(CPU, image_size=32, batch_size=8).with_epochs(1)
+    RECIPES["tiny-test"] = replace(tiny, name="tiny-test")
+    try:
+        code = main(["train", "--data", str(folder_data), "--out", str(out),
+                     "--recipe", "tiny-test", "--cache", str(tmp_path / "cache")])
+    finally:
+        del RECIPES["tiny-test"]
+    assert code == 0
+    info = read_info(out / "model.keras")
+    assert info.class_names == EMOTIONS and info.input_size == (48, 48)
+    assert info.extra["recipe"]["image_size"] == 32
+    assert (out / "model_card.md").exists() and (out / "confusion_matrix.png").exists()
+    card = json.loads((out / "model_card.json").read_text())
+    assert set(card["results"]) == {"validation", "test"}
+    capsys.readouterr()
+    assert main(["evaluate", "--data", str(folder_data), "--model",
+                 str(out / "model.keras"), "--json", "--cache",
+                 str(tmp_path / "cache")]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["n"] == 14 and 0 <= report["accuracy"] <= 1
+    assert set(report["per_class"]) == set(EMOTIONS)
+    assert np.array(report["confusion_matrix"]).sum() == 14

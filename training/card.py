@@ -1,0 +1,168 @@
+"""Save the trained model with its metadata and write its model card.
+
+The card (``model_card.md`` and ``model_card.json`` beside the model) holds
+validation and test metrics, per-class scores, the confusion matrix (also as a
+PNG), the training curves and the run's facts.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from pathlib import Path
+
+from analyzer.labels import EMOTIONS
+from analyzer.modelfile import ModelInfo, file_sha256, write_info
+
+from .data import load_cached, stratified_split
+from .evaluate import metrics, predict
+from .model import INPUT_SIZE
+from .train import dump_json, read_log
+
+logger = logging.getLogger(__name__)
+
+# Margin that makes the analyzer's crop frame a face the way FER2013 does; measured
+# by `python -m training framing` (see README, "Face framing").
+DEFAULT_CROP_MARGIN = 0.1
+
+
+def save_with_card(model, path: Path, config, facts: dict) -> None:
+    """Evaluate on validation and test, save ``path`` with metadata, write the card."""
+    full = load_cached(config.data, "train", config.cache_dir)
+    _, val = stratified_split(full, val_fraction=config.val_fraction, seed=config.seed)
+    test = load_cached(config.data, "test", config.cache_dir)
+    results = {
+        "validation": metrics(val.labels, predict(model, val.images)),
+        "test": metrics(test.labels, predict(model, test.images)),
+    }
+    model.save(path)
+    info = ModelInfo(
+        class_names=EMOTIONS,
+        input_size=(INPUT_SIZE, INPUT_SIZE),
+        color_mode="grayscale",
+        input_scale=(0.0, 255.0),
+        crop_margin=DEFAULT_CROP_MARGIN,
+        name=f"{model.name}-{dt.date.today():%Y%m%d}",
+        extra={
+            "recipe": config.recipe.to_dict(),
+            "accuracy": {k: v["accuracy"] for k, v in results.items()},
+            "trained": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            **facts,
+        },
+    )
+    write_info(path, info)
+    write_card(path, info, results)
+
+
+def write_card(path: Path, info: ModelInfo, results: dict) -> None:
+    """Write ``model_card.md``/``.json``, the confusion PNG and the curves PNG."""
+    out = path.parent
+    log = read_log(out / "training_log.csv")
+    plots(out, results["test"]["confusion_matrix"], log)
+    card = {
+        "model": path.name,
+        "sha256": file_sha256(path),
+        "metadata": {k: v for k, v in info.__dict__.items() if k != "extra"},
+        **info.extra,
+        "results": results,
+        "epochs_logged": len(log),
+    }
+    dump_json(card, out / "model_card.json")
+    (out / "model_card.md").write_text(_markdown(card))
+
+
+def plots(out: Path, confusion: list[list[int]], log: list[dict]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    matrix = np.asarray(confusion, dtype=float)
+    share = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(6, 5))
+    ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(EMOTIONS)), EMOTIONS, rotation=45)
+    ax.set_yticks(range(len(EMOTIONS)), EMOTIONS)
+    for (i, j), count in np.ndenumerate(matrix):
+        ax.text(j, i, int(count), ha="center", va="center",
+                color="white" if share[i, j] > 0.5 else "black", fontsize=8)
+    ax.set(xlabel="predicted", ylabel="true", title="Confusion matrix (test)")
+    fig.tight_layout()
+    fig.savefig(out / "confusion_matrix.png", dpi=110)
+    plt.close(fig)
+    if not log:
+        return
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    epochs = range(1, len(log) + 1)
+    for key, axis in (("accuracy", left), ("loss", right)):
+        axis.plot(epochs, [r[key] for r in log], label="train")
+        axis.plot(epochs, [r[f"val_{key}"] for r in log], label="validation")
+        axis.set(xlabel="epoch", ylabel=key)
+        axis.legend()
+    fig.tight_layout()
+    fig.savefig(out / "training_curves.png", dpi=110)
+    plt.close(fig)
+
+
+def _markdown(card: dict) -> str:
+    val, test = card["results"]["validation"], card["results"]["test"]
+    rows = "\n".join(
+        f"| {name} | {s['precision']:.3f} | {s['recall']:.3f} | {s['f1']:.3f} "
+        f"| {s['support']} |"
+        for name, s in test["per_class"].items()
+    )
+    header = "| true \\ predicted | " + " | ".join(EMOTIONS) + " |"
+    matrix = "\n".join(
+        f"| {name} | " + " | ".join(str(v) for v in row) + " |"
+        for name, row in zip(EMOTIONS, test["confusion_matrix"], strict=True)
+    )
+    recipe = card["recipe"]
+    return f"""# Model card: {card['metadata']['name']}
+
+EfficientNetB1 (keras.applications, include_top=False) + dropout + 7-way softmax,
+trained by `python -m training train` with the `{recipe['name']}` recipe on FER2013
+(Kaggle folder layout). Input: raw {card['metadata']['input_size'][0]}x\
+{card['metadata']['input_size'][1]} {card['metadata']['color_mode']} face crops,
+pixel values 0..255; resizing and normalisation happen inside the model.
+
+| split | images | accuracy | macro F1 |
+|---|---:|---:|---:|
+| validation (stratified 20% of train, seed {card['seed']}) | {val['n']} | \
+{val['accuracy']:.4f} | {val['macro_f1']:.4f} |
+| test (PublicTest) | {test['n']} | {test['accuracy']:.4f} | {test['macro_f1']:.4f} |
+
+The epoch kept is the one with the best validation accuracy; the test split was used
+for this report only. Reproduce the test figure with
+`python -m training evaluate --data ../shared/data/fer2013 --split test`.
+
+## Per class (test)
+
+| class | precision | recall | F1 | support |
+|---|---:|---:|---:|---:|
+{rows}
+
+## Confusion matrix (test)
+
+{header}
+|{'---|' * (len(EMOTIONS) + 1)}
+{matrix}
+
+![confusion matrix](confusion_matrix.png)
+
+## Training
+
+![training curves](training_curves.png)
+
+- Recipe: `{recipe['name']}`, input resized to {recipe['image_size']} px, batch \
+{recipe['batch_size']}, dropout {recipe['dropout']}, label smoothing \
+{recipe['label_smoothing']}, class-weight power {recipe['class_weight_power']}.
+- Phases: {'; '.join(f"{p['name']}: {p['epochs']} epochs, lr {p['learning_rate']}, "
+                     f"{p['optimizer']}, {p['schedule']}" for p in recipe['phases'])}.
+- Started from: {card['init'] or 'random initialisation'}.
+- Wall time: {card['wall_time_s'] / 3600:.2f} h on {card['hardware']}.
+- Epochs logged: {card['epochs_logged']}.
+- Data: {card['train_images']} training and {card['val_images']} validation images,
+  SHA-256 of the train split {card['data_sha256'][:16]}...
+- Model file SHA-256: {card['sha256']}.
+"""

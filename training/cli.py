@@ -1,0 +1,108 @@
+"""``python -m training``: train and evaluate the emotion model.
+
+Exit codes: 0 success, 1 a failure while running (bad data, missing weights),
+2 a usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from .recipes import RECIPES
+
+DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "analyzer" / "models" / "model.keras"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m training", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    train = sub.add_parser("train", help="train a model on FER2013")
+    train.add_argument("--data", type=Path, required=True,
+                       help="FER2013 root (train/ and test/ folders) or fer2013.csv")
+    train.add_argument("--out", type=Path, required=True,
+                       help="folder for model.keras, its card, plots and the CSV log")
+    train.add_argument("--recipe", choices=sorted(RECIPES), default="cpu",
+                       help="training recipe (default: cpu; see README)")
+    train.add_argument("--weights", default=None,
+                       help="'imagenet', 'none' or a weights file for the base; "
+                       "default: the recipe's")
+    train.add_argument("--epochs", type=int, default=None,
+                       help="epochs of the recipe's last phase (default: the recipe's)")
+    train.add_argument("--init", type=Path, default=None,
+                       help="start from this .keras model's weights (warm restart)")
+    train.add_argument("--checkpoints", type=Path, default=None,
+                       help="checkpoint folder, outside git (default: OUT/checkpoints); "
+                       "rerun the same command to resume")
+    train.add_argument("--cache", type=Path, default=Path(".cache"),
+                       help="where decoded data are cached (default: .cache)")
+    train.add_argument("--seed", type=int, default=1337, help="random seed")
+    train.add_argument("--limit", type=int, default=None,
+                       help="train on the first N training images only (smoke runs)")
+
+    ev = sub.add_parser("evaluate", help="report a model's accuracy on a split")
+    ev.add_argument("--data", type=Path, required=True, help="FER2013 root or CSV")
+    ev.add_argument("--split", default="test", help="split to evaluate (default: test)")
+    ev.add_argument("--model", type=Path, default=DEFAULT_MODEL,
+                    help="model file (default: the shipped model)")
+    ev.add_argument("--cache", type=Path, default=Path(".cache"),
+                    help="where decoded data are cached (default: .cache)")
+    ev.add_argument("--json", action="store_true", help="print one JSON object")
+    return parser
+
+
+def _recipe(args):
+    from dataclasses import replace
+
+    recipe = RECIPES[args.recipe]
+    if args.epochs:
+        recipe = recipe.with_epochs(args.epochs)
+    if args.weights is not None:
+        recipe = replace(recipe, weights=None if args.weights == "none" else args.weights)
+    return recipe
+
+
+def _train(args) -> int:
+    from .train import TrainConfig, train
+
+    config = TrainConfig(data=args.data, out=args.out, recipe=_recipe(args),
+                         checkpoints=args.checkpoints, init=args.init,
+                         cache_dir=args.cache, seed=args.seed, limit=args.limit)
+    path = train(config)
+    print(f"saved {path} (card: {path.parent / 'model_card.md'})")
+    return 0
+
+
+def _evaluate(args) -> int:
+    from .evaluate import evaluate
+
+    report = evaluate(args.model, args.data, args.split, cache_dir=args.cache)
+    if args.json:
+        print(json.dumps(report))
+        return 0
+    print(f"{args.model} on {args.split} ({report['n']} images): "
+          f"accuracy {report['accuracy']:.4f}, macro F1 {report['macro_f1']:.4f}")
+    for name, s in report["per_class"].items():
+        print(f"  {name:9s} precision {s['precision']:.3f} recall {s['recall']:.3f} "
+              f"f1 {s['f1']:.3f} (n={s['support']})")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    from analyzer.modelfile import ModelFileError
+
+    from .data import DataError
+    from .model import WeightsUnavailable
+
+    try:
+        return _train(args) if args.command == "train" else _evaluate(args)
+    except (DataError, ModelFileError, WeightsUnavailable, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1

@@ -1,0 +1,75 @@
+"""Accuracy, per-class precision/recall/F1 and the confusion matrix of a model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from analyzer.labels import EMOTIONS
+
+
+def predict(model, images: np.ndarray, *, batch_size: int = 256) -> np.ndarray:
+    """Class probabilities for ``(n, 48, 48) uint8`` faces, in batches."""
+    x = images[..., None].astype("float32")
+    return np.asarray(model.predict(x, batch_size=batch_size, verbose=0))
+
+
+def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, n: int) -> np.ndarray:
+    """Counts with true classes as rows and predicted classes as columns."""
+    matrix = np.zeros((n, n), dtype=np.int64)
+    np.add.at(matrix, (labels, predicted), 1)
+    return matrix
+
+
+def metrics(labels: np.ndarray, probs: np.ndarray) -> dict:
+    """The evaluation report as plain JSON-ready values.
+
+    Returns:
+        ``accuracy``, ``macro_f1``, ``per_class`` (label -> precision, recall, f1,
+        support) and ``confusion_matrix`` (rows: true class, in EMOTIONS order).
+    """
+    predicted = probs.argmax(axis=1)
+    matrix = confusion_matrix(labels, predicted, len(EMOTIONS))
+    tp = np.diag(matrix).astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        precision = np.nan_to_num(tp / matrix.sum(axis=0))
+        recall = np.nan_to_num(tp / matrix.sum(axis=1))
+        f1 = np.nan_to_num(2 * precision * recall / (precision + recall))
+    per_class = {
+        name: {
+            "precision": round(float(precision[i]), 4),
+            "recall": round(float(recall[i]), 4),
+            "f1": round(float(f1[i]), 4),
+            "support": int(matrix[i].sum()),
+        }
+        for i, name in enumerate(EMOTIONS)
+    }
+    present = matrix.sum(axis=1) > 0
+    return {
+        "accuracy": round(float((predicted == labels).mean()), 4),
+        "macro_f1": round(float(f1[present].mean()), 4),
+        "n": int(len(labels)),
+        "per_class": per_class,
+        "confusion_matrix": matrix.tolist(),
+        "labels": list(EMOTIONS),
+    }
+
+
+def evaluate(model_path: Path, data_root: Path, split: str = "test",
+             cache_dir: Path | None = None) -> dict:
+    """Load a saved model and report its metrics on one split of a data set."""
+    import keras
+
+    from analyzer.modelfile import read_info
+
+    from .data import load_cached
+
+    info = read_info(model_path)
+    if tuple(info.class_names) != EMOTIONS:
+        raise ValueError(f"{model_path} has classes {info.class_names}, not FER2013's")
+    model = keras.saving.load_model(model_path, compile=False)
+    data = load_cached(data_root, split, cache_dir)
+    report = metrics(data.labels, predict(model, data.images))
+    report.update(split=split, model=str(model_path), data=str(data_root))
+    return report

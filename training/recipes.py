@@ -1,0 +1,96 @@
+"""Training recipes: frozen settings that name everything a run depends on.
+
+``paper`` is the seed report's transfer-learning setup (needs ImageNet weights and,
+in practice, a GPU). ``cpu`` trains from scratch at FER2013's native 48 px, the
+input size that 2 CPU cores can afford (see README, "Training").
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One ``fit`` call: which layers train, for how long, at what learning rate.
+
+    ``trainable`` is ``"all"``, ``"head"`` (the EfficientNet base frozen) or
+    ``"after:N"`` (only the base's layers after the first N train).
+    """
+
+    name: str
+    epochs: int
+    learning_rate: float
+    trainable: str = "all"
+    optimizer: str = "adam"
+    weight_decay: float = 0.0
+    schedule: str = "constant"  # or "cosine", with linear warmup
+    warmup_epochs: float = 0.0
+    early_stopping_patience: int | None = None
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Everything that defines a training run except the data and the seed."""
+
+    name: str
+    image_size: int
+    batch_size: int
+    dropout: float
+    phases: tuple[Phase, ...]
+    weights: str | None = None  # "imagenet", a path, or None (from scratch)
+    label_smoothing: float = 0.0
+    # Class weight = (n_max / n_class) ** power: 0 is unweighted, 1 fully balanced.
+    class_weight_power: float = 0.0
+    rotation: float = 0.05  # fraction of a full turn, as keras.layers.RandomRotation
+    translation: float = 0.0
+    zoom: float = 0.0
+    zero_init_residual: bool = False
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    def with_epochs(self, epochs: int) -> Recipe:
+        """The same recipe with its last phase shortened or lengthened."""
+        last = replace(self.phases[-1], epochs=epochs)
+        return replace(self, phases=(*self.phases[:-1], last))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+PAPER = Recipe(
+    name="paper",
+    image_size=224,
+    batch_size=64,
+    dropout=0.5,
+    weights="imagenet",
+    phases=(
+        Phase("head", epochs=10, learning_rate=1e-3, trainable="head",
+              early_stopping_patience=3),
+        Phase("fine-tune", epochs=30, learning_rate=1e-5, trainable="after:200",
+              early_stopping_patience=5),
+    ),
+    notes=("The seed report's transfer-learning setup.",),
+)
+
+CPU = Recipe(
+    name="cpu",
+    image_size=48,
+    batch_size=64,
+    dropout=0.3,
+    label_smoothing=0.1,
+    class_weight_power=0.5,
+    rotation=0.05,
+    translation=0.1,
+    zoom=0.1,
+    zero_init_residual=True,
+    phases=(
+        Phase("from-scratch", epochs=24, learning_rate=2e-3, optimizer="adamw",
+              weight_decay=0.05, schedule="cosine", warmup_epochs=1.0),
+    ),
+    notes=(
+        "From scratch at FER2013's native 48 px.",
+        "Residual MBConv blocks start as identities (project BN gamma = 0).",
+    ),
+)
+
+RECIPES: dict[str, Recipe] = {r.name: r for r in (PAPER, CPU)}

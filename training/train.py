@@ -1,0 +1,211 @@
+"""Train the emotion model: phases of ``fit``, checkpoints, resume, and the final save.
+
+Checkpoints go to a folder outside git (``--checkpoints``, default ``OUT/checkpoints``):
+``keras.callbacks.BackupAndRestore`` resumes an interrupted phase at its last finished
+epoch, and each finished phase is saved so a restart skips it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from analyzer.labels import EMOTIONS
+
+from .data import FerSplit, load_cached, stratified_split
+from .model import build_model, set_trainable
+from .recipes import Phase, Recipe
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Where the data is, where results go, and what to start from."""
+
+    data: Path
+    out: Path
+    recipe: Recipe
+    checkpoints: Path | None = None
+    init: Path | None = None
+    cache_dir: Path | None = None
+    seed: int = 1337
+    val_fraction: float = 0.2
+    limit: int | None = None  # train on the first N images only (smoke runs)
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.checkpoints or self.out / "checkpoints"
+
+
+def class_weights(labels: np.ndarray, power: float) -> np.ndarray:
+    """Per-class weights ``(n_max / n_c) ** power``, scaled to average 1 per sample."""
+    counts = np.bincount(labels, minlength=len(EMOTIONS)).astype(np.float64)
+    weights = np.where(counts > 0, (counts.max() / np.maximum(counts, 1)) ** power, 0.0)
+    return weights / (weights[labels].mean())
+
+
+def _inputs(split: FerSplit) -> np.ndarray:
+    return split.images[..., None].astype("float32")
+
+
+def _targets(split: FerSplit) -> np.ndarray:
+    return np.eye(len(EMOTIONS), dtype="float32")[split.labels]
+
+
+def _optimizer(phase: Phase, steps_per_epoch: int):
+    import keras
+
+    lr = phase.learning_rate
+    if phase.schedule == "cosine":
+        total = phase.epochs * steps_per_epoch
+        warmup = min(int(phase.warmup_epochs * steps_per_epoch), total // 2)
+        lr = keras.optimizers.schedules.CosineDecay(
+            initial_learning_rate=lr * 0.01 if warmup else lr,
+            decay_steps=total - warmup,
+            alpha=0.01,
+            warmup_target=lr if warmup else None,
+            warmup_steps=warmup,
+        )
+    elif phase.schedule != "constant":
+        raise ValueError(f"unknown schedule {phase.schedule!r}")
+    if phase.optimizer == "adamw":
+        return keras.optimizers.AdamW(lr, weight_decay=phase.weight_decay)
+    if phase.optimizer == "adam":
+        return keras.optimizers.Adam(lr)
+    raise ValueError(f"unknown optimizer {phase.optimizer!r}")
+
+
+def _callbacks(config: TrainConfig, phase_dir: Path, phase: Phase):
+    import keras
+    from tqdm.keras import TqdmCallback
+
+    callbacks = [
+        keras.callbacks.BackupAndRestore(str(phase_dir / "backup")),
+        keras.callbacks.CSVLogger(str(config.out / "training_log.csv"), append=True),
+        keras.callbacks.ModelCheckpoint(
+            str(phase_dir / "best.keras"), monitor="val_accuracy", save_best_only=True
+        ),
+        TqdmCallback(verbose=1, leave=True),
+    ]
+    if phase.early_stopping_patience:
+        callbacks.append(
+            keras.callbacks.EarlyStopping(
+                monitor="val_accuracy",
+                patience=phase.early_stopping_patience,
+                restore_best_weights=True,
+            )
+        )
+    return callbacks
+
+
+def _load_init(model, init: Path) -> None:
+    import keras
+
+    source = keras.saving.load_model(init, compile=False)
+    model.set_weights(source.get_weights())
+    logger.info("initialised weights from %s", init)
+
+
+def _run_phase(model, config: TrainConfig, index: int, phase: Phase, data) -> None:
+    import keras
+
+    (x_train, y_train, w_train), (x_val, y_val) = data
+    phase_dir = config.checkpoint_dir / f"phase{index}-{phase.name}"
+    done = phase_dir / "done.keras"
+    if done.exists():  # finished before an interruption: take its weights and go on
+        model.set_weights(keras.saving.load_model(done, compile=False).get_weights())
+        logger.info("phase %s already done, loaded %s", phase.name, done)
+        return
+    phase_dir.mkdir(parents=True, exist_ok=True)
+    set_trainable(model, phase.trainable)
+    recipe = config.recipe
+    steps = math.ceil(len(x_train) / recipe.batch_size)
+    model.compile(
+        optimizer=_optimizer(phase, steps),
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=recipe.label_smoothing),
+        metrics=["accuracy"],
+    )
+    logger.info("phase %s: %d epochs x %d steps", phase.name, phase.epochs, steps)
+    model.fit(
+        x_train, y_train, sample_weight=w_train, validation_data=(x_val, y_val),
+        batch_size=recipe.batch_size, epochs=phase.epochs, shuffle=True, verbose=0,
+        callbacks=_callbacks(config, phase_dir, phase),
+    )
+    best = phase_dir / "best.keras"
+    if phase.early_stopping_patience is None and best.exists():
+        # Select the epoch with the best validation accuracy (never test).
+        model.set_weights(keras.saving.load_model(best, compile=False).get_weights())
+    model.save(done)
+
+
+def train(config: TrainConfig) -> Path:
+    """Run every phase of the recipe and write ``OUT/model.keras`` with its card.
+
+    Returns:
+        The path of the saved model.
+    """
+    import keras
+
+    from . import card
+
+    keras.utils.set_random_seed(config.seed)
+    config.out.mkdir(parents=True, exist_ok=True)
+    full = load_cached(config.data, "train", config.cache_dir)
+    train_split, val_split = stratified_split(
+        full, val_fraction=config.val_fraction, seed=config.seed
+    )
+    if config.limit:
+        pick = np.random.default_rng(config.seed).permutation(len(train_split))
+        train_split = train_split.subset(np.sort(pick[: config.limit]))
+    weights = class_weights(train_split.labels, config.recipe.class_weight_power)
+    data = (
+        (_inputs(train_split), _targets(train_split), weights[train_split.labels]),
+        (_inputs(val_split), _targets(val_split)),
+    )
+    model = build_model(config.recipe)
+    if config.init:
+        _load_init(model, config.init)
+    started = time.time()
+    for index, phase in enumerate(config.recipe.phases):
+        _run_phase(model, config, index, phase, data)
+    facts = {
+        "wall_time_s": round(time.time() - started, 1),
+        "hardware": f"{platform.machine()}, {_cpu_count()} CPU threads, "
+        f"keras {keras.__version__} on {keras.backend.backend()}",
+        "data_sha256": full.digest(),
+        "train_images": len(train_split),
+        "val_images": len(val_split),
+        "seed": config.seed,
+        "init": str(config.init) if config.init else None,
+    }
+    path = config.out / "model.keras"
+    card.save_with_card(model, path, config, facts)
+    return path
+
+
+def _cpu_count() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 0
+
+
+def read_log(path: Path) -> list[dict]:
+    """Read the CSV training log as a list of rows of floats."""
+    import csv
+
+    if not path.exists():
+        return []
+    with path.open() as f:
+        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def dump_json(obj, path: Path) -> None:
+    path.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
