@@ -147,7 +147,8 @@ def source_row(source: Source, **values) -> dict:
     row = dict.fromkeys(("error", "frames_total", "frames_analyzed", "fps",
                          "duration_s", "width", "height", "faces", "tracks",
                          "frames_with_faces", "part"))
-    return row | {"source": source.name, "kind": source.kind} | values
+    return row | {"source": source.name, "kind": source.kind,
+                  "path": str(source.path.resolve())} | values
 
 
 def analyze_source(source: Source, out: Path, runtime: Runtime, *,
@@ -203,7 +204,9 @@ def completed_row(source: Source, out: Path, runtime: Runtime) -> dict | None:
     if (meta and meta.get("settings_key") == runtime.key
             and meta.get("source_fingerprint") == source.fingerprint
             and "source_row" in meta):
-        return meta["source_row"]
+        # The stored row, but where the file is now (the input may have moved).
+        return source_row(source) | meta["source_row"] | {
+            "path": str(source.path.resolve())}
     return None
 
 

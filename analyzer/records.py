@@ -65,6 +65,7 @@ SOURCE_SCHEMA = pa.schema(
         ("tracks", pa.int64()),
         ("frames_with_faces", pa.int64()),
         ("part", pa.string()),
+        ("path", pa.string()),
     ]
 )
 

@@ -161,7 +161,9 @@ def iter_video(path: Path, info: VideoInfo, *, sample_fps: float | None) -> Iter
     try:
         container = av.open(str(path))
     except (OSError, av.error.FFmpegError) as exc:
-        raise SourceError(f"cannot open video: {exc}") from exc
+        # FFmpeg's message without the path, which the sources table already has.
+        raise SourceError(f"cannot open video: {getattr(exc, 'strerror', None) or exc}"
+                          ) from exc
     with container:
         if not container.streams.video:
             raise SourceError("file has no video stream")

@@ -1,0 +1,59 @@
+"""Read an analyzer run's Parquet output into pandas."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from analyzer.labels import EMOTIONS
+
+
+class ReportError(ValueError):
+    """The folder is not an analyzer output."""
+
+
+@dataclass
+class RunData:
+    """One run: its facts (``run.json``) and its three tables."""
+
+    out: Path
+    facts: dict
+    sources: pd.DataFrame
+    faces: pd.DataFrame
+    frames: pd.DataFrame
+
+    def source_faces(self, source: str) -> pd.DataFrame:
+        return self.faces[self.faces["source"] == source]
+
+    def source_frames(self, source: str) -> pd.DataFrame:
+        return self.frames[self.frames["source"] == source]
+
+
+def _dataset(folder: Path, columns: list[str]) -> pd.DataFrame:
+    if not folder.is_dir() or not any(folder.glob("*.parquet")):
+        return pd.DataFrame({c: pd.Series(dtype="object") for c in columns})
+    return pd.read_parquet(folder)
+
+
+def load_run(out: Path) -> RunData:
+    """Load ``out``; faces of sources not in ``sources.parquet`` are left out.
+
+    Raises:
+        ReportError: ``out`` has no ``sources.parquet``.
+    """
+    path = out / "sources.parquet"
+    if not path.is_file():
+        raise ReportError(f"{out} has no sources.parquet: run the analyzer first")
+    sources = pd.read_parquet(path)
+    facts_path = out / "run.json"
+    facts = json.loads(facts_path.read_text()) if facts_path.is_file() else {}
+    faces = _dataset(out / "faces", ["source", "frame_index", "timestamp_s", "track_id",
+                                     "x1", "y1", "x2", "y2", "det_score", *EMOTIONS,
+                                     "emotion"])
+    frames = _dataset(out / "frames", ["source", "frame_index", "timestamp_s", "faces"])
+    known = set(sources["source"])
+    return RunData(out, facts, sources, faces[faces["source"].isin(known)],
+                   frames[frames["source"].isin(known)])

@@ -1,0 +1,162 @@
+"""Render ``OUT/report/``: an index of every source, a page per video, a page per
+image folder. Pages open from ``file://``: plotly.js is copied next to them once."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import shutil
+import zlib
+from pathlib import Path, PurePosixPath
+
+import pandas as pd
+
+from analyzer.labels import EMOTIONS
+
+from .charts import COLORS, timeline_figure
+from .load import RunData, load_run
+from .summaries import emotion_shares, sample_interval, timeline, track_summary
+from .thumbs import face_crop, read_frame, save_thumb
+
+logger = logging.getLogger(__name__)
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+
+
+def _env():
+    from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+    env = Environment(loader=FileSystemLoader(TEMPLATES),
+                      autoescape=select_autoescape(default=True, default_for_string=True))
+    env.filters["pct"] = lambda v: f"{100 * v:.0f}%"
+    env.filters["num"] = lambda v, d=1: "" if v is None or v != v else f"{v:.{d}f}"
+    env.filters["int"] = lambda v: "" if v is None or v != v else f"{int(v):,}"
+    return env
+
+
+def _slug(prefix: str, text: str) -> str:
+    return f"{prefix}-{zlib.crc32(text.encode()):08x}"
+
+
+def _copy_plotly(report: Path) -> None:
+    import plotly
+
+    src = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
+    dest = report / "static" / "plotly.min.js"
+    if not dest.exists() or dest.stat().st_size != src.stat().st_size:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, dest)
+
+
+def _clean(row: dict) -> dict:
+    return {k: (None if isinstance(v, float) and v != v else v) for k, v in row.items()}
+
+
+def _source_thumb(run: RunData, row: dict, report: Path) -> str | None:
+    faces = run.source_faces(row["source"])
+    index = int(faces["frame_index"].iloc[0]) if len(faces) else 0
+    frame = read_frame(Path(row.get("path") or ""), row["kind"], index)
+    name = f"thumbs/{_slug('s', row['source'])}.jpg"
+    if frame is None or not save_thumb(frame, report / name, 160):
+        return None
+    return name
+
+
+def _track_thumbs(run: RunData, row: dict, report: Path) -> dict[int, str]:
+    thumbs = {}
+    faces = run.source_faces(row["source"])
+    for track_id, track in faces.groupby("track_id"):
+        best = track.loc[track["det_score"].idxmax()]
+        frame = read_frame(Path(row.get("path") or ""), row["kind"], int(best["frame_index"]))
+        if frame is None:
+            continue
+        name = f"thumbs/{_slug('t', row['source'])}-{track_id}.jpg"
+        crop = face_crop(frame, best[["x1", "y1", "x2", "y2"]].to_numpy(float))
+        if crop.size and save_thumb(crop, report / name, 96):
+            thumbs[int(track_id)] = name
+    return thumbs
+
+
+def _video_page(env, run: RunData, row: dict, report: Path, max_points: int) -> str:
+    faces = run.source_faces(row["source"]).sort_values("timestamp_s")
+    frames = run.source_frames(row["source"])
+    interval = sample_interval(frames)
+    thumbs = _track_thumbs(run, row, report)
+    tracks = []
+    for track_id, track in faces.groupby("track_id"):
+        tracks.append({
+            "id": int(track_id), "thumb": thumbs.get(int(track_id)),
+            "start": float(track["timestamp_s"].min()),
+            "end": float(track["timestamp_s"].max()), "rows": len(track),
+            "figure": timeline_figure(timeline(track, interval, max_points)),
+            "summary": track_summary(track, interval),
+        })
+    tracks.sort(key=lambda t: -t["rows"])
+    no_face = int((frames["faces"] == 0).sum())
+    page = f"{_slug('v', row['source'])}.html"
+    (report / page).write_text(env.get_template("video.html").render(
+        row=row, tracks=tracks, colors=COLORS, emotions=EMOTIONS,
+        no_face_frames=no_face, interval=interval))
+    return page
+
+
+def _folder_pages(env, run: RunData, rows: list[dict], report: Path) -> dict[str, str]:
+    """One page per folder of images; returns source -> link (with an anchor)."""
+    folders: dict[str, list[dict]] = {}
+    for row in rows:
+        if row["kind"] == "image" and row["status"] == "ok":
+            folders.setdefault(str(PurePosixPath(row["source"]).parent), []).append(row)
+    links = {}
+    for folder, members in sorted(folders.items()):
+        page = f"{_slug('f', folder)}.html"
+        images = []
+        for row in members:
+            anchor = _slug("img", row["source"])
+            links[row["source"]] = f"{page}#{anchor}"
+            images.append({"row": row, "anchor": anchor,
+                           "faces": _image_faces(run, row, report)})
+        (report / page).write_text(env.get_template("folder.html").render(
+            folder=folder, images=images, colors=COLORS))
+    return links
+
+
+def _image_faces(run: RunData, row: dict, report: Path) -> list[dict]:
+    faces = run.source_faces(row["source"])
+    thumbs = _track_thumbs(run, row, report) if len(faces) else {}
+    result = []
+    for _, face in faces.iterrows():
+        top = sorted(EMOTIONS, key=lambda e: -face[e])[:3]
+        result.append({"thumb": thumbs.get(int(face["track_id"])),
+                       "top": [(e, float(face[e])) for e in top]})
+    return result
+
+
+def render_report(out: Path, *, max_points: int = 1500) -> Path:
+    """Render every page of ``out/report/``; returns the index's path."""
+    run = load_run(out)
+    report = out / "report"
+    (report / "thumbs").mkdir(parents=True, exist_ok=True)
+    _copy_plotly(report)
+    env = _env()
+    rows = [_clean(r) for r in run.sources.to_dict("records")]
+    links = _folder_pages(env, run, rows, report)
+    for row in rows:
+        row["shares"] = emotion_shares(run.source_faces(row["source"]))
+        row["thumb"] = _source_thumb(run, row, report) if row["status"] == "ok" else None
+        if row["kind"] == "video" and row["status"] == "ok":
+            row["link"] = _video_page(env, run, row, report, max_points)
+        else:
+            row["link"] = links.get(row["source"])
+    index = report / "index.html"
+    index.write_text(env.get_template("index.html").render(
+        facts=run.facts, rows=rows, colors=COLORS, emotions=EMOTIONS,
+        totals=_totals(rows), rendered=dt.datetime.now().isoformat(timespec="seconds")))
+    return index
+
+
+def _totals(rows: list[dict]) -> dict:
+    frame = pd.DataFrame(rows) if rows else pd.DataFrame(columns=["status", "faces"])
+    return {
+        "sources": len(rows),
+        **{s: int((frame["status"] == s).sum()) for s in ("ok", "failed", "skipped")},
+        "faces": int(frame["faces"].fillna(0).sum()) if len(frame) else 0,
+    }
