@@ -21,9 +21,10 @@ from .train import dump_json, read_log
 
 logger = logging.getLogger(__name__)
 
-# Margin that makes the analyzer's crop frame a face the way FER2013 does; measured
-# by `python -m training framing` (see README, "Face framing").
-DEFAULT_CROP_MARGIN = 0.1
+# Margin that makes the analyzer's crop frame a face the way FER2013 does: measured
+# on validation faces by `python -m training framing --split val` (README, "Face
+# framing"): -0.01 for MTCNN's boxes, +0.03 for Haar's.
+DEFAULT_CROP_MARGIN = 0.0
 
 
 def save_with_card(model, path: Path, config, facts: dict) -> None:
@@ -69,6 +70,23 @@ def write_card(path: Path, info: ModelInfo, results: dict) -> None:
     }
     dump_json(card, out / "model_card.json")
     (out / "model_card.md").write_text(_markdown(card))
+
+
+def refresh_card(path: Path) -> None:
+    """Update the card beside ``path`` after its metadata changed (hash, margin)."""
+    import json
+
+    from analyzer.modelfile import read_info
+
+    card_path = path.parent / "model_card.json"
+    if not card_path.exists():
+        return
+    card = json.loads(card_path.read_text())
+    info = read_info(path)
+    card["sha256"] = file_sha256(path)
+    card["metadata"] = {k: v for k, v in info.__dict__.items() if k != "extra"}
+    dump_json(card, card_path)
+    (path.parent / "model_card.md").write_text(_markdown(card))
 
 
 def plots(out: Path, confusion: list[list[int]], log: list[dict]) -> None:
@@ -164,5 +182,7 @@ for this report only. Reproduce the test figure with
 - Epochs logged: {card['epochs_logged']}.
 - Data: {card['train_images']} training and {card['val_images']} validation images,
   SHA-256 of the train split {card['data_sha256'][:16]}...
+- Crop margin stored for the analyzer: {card['metadata']['crop_margin']} (measured
+  with `python -m training framing --split val`).
 - Model file SHA-256: {card['sha256']}.
 """

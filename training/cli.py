@@ -53,7 +53,39 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--cache", type=Path, default=Path(".cache"),
                     help="where decoded data are cached (default: .cache)")
     ev.add_argument("--json", action="store_true", help="print one JSON object")
+    fr = sub.add_parser("framing", help="compare the analyzer's crops with FER2013's "
+                        "framing: pasted test faces through the whole analyzer")
+    fr.add_argument("--data", type=Path, required=True, help="FER2013 root or CSV")
+    fr.add_argument("--split", default="val",
+                    help="val (from train; for tuning the margin) or test (to report)")
+    fr.add_argument("--model", type=Path, default=DEFAULT_MODEL,
+                    help="model file (default: the shipped model)")
+    fr.add_argument("--n", type=int, default=500, help="faces to paste (default: 500)")
+    fr.add_argument("--detector", default="auto", help="detector (default: auto)")
+    fr.add_argument("--crop-margin", type=float, default=None,
+                    help="override the model's crop margin for this run")
+    fr.add_argument("--write-margin", action="store_true",
+                    help="store the measured margin in the model's metadata "
+                    "(only with --split val: never tune on test)")
+    fr.add_argument("--cache", type=Path, default=Path(".cache"),
+                    help="where decoded data are cached (default: .cache)")
     return parser
+
+
+def _framing(args) -> int:
+    from .framing import measure, write_margin
+
+    if args.write_margin and args.split != "val":
+        print("error: --write-margin needs --split val", file=sys.stderr)
+        return 2
+    report = measure(args.model, args.data, split=args.split, n=args.n,
+                     detector=args.detector, cache_dir=args.cache,
+                     crop_margin=args.crop_margin)
+    if args.write_margin:
+        report["crop_margin_written"] = write_margin(args.model,
+                                                     report["fer_margin_median"])
+    print(json.dumps(report))
+    return 0
 
 
 def _recipe(args):
@@ -102,7 +134,8 @@ def main(argv: list[str] | None = None) -> int:
     from .model import WeightsUnavailable
 
     try:
-        return _train(args) if args.command == "train" else _evaluate(args)
+        commands = {"train": _train, "evaluate": _evaluate, "framing": _framing}
+        return commands[args.command](args)
     except (DataError, ModelFileError, WeightsUnavailable, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
