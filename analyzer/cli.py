@@ -12,7 +12,7 @@ import logging
 import sys
 from pathlib import Path
 
-from .config import DEFAULT_SAMPLE_FPS
+from .config import DEFAULT_DETECT_INTERVAL_S, DEFAULT_SAMPLE_FPS
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -42,6 +42,14 @@ def build_parser() -> argparse.ArgumentParser:
                         help="face tracker for videos (default: iou)")
     parser.add_argument("--model", type=Path, default=None,
                         help="a .keras emotion model (default: the shipped model)")
+    parser.add_argument("--detect-interval", type=float,
+                        default=DEFAULT_DETECT_INTERVAL_S, metavar="S",
+                        help="seconds between detections; analyzed frames in between "
+                        "reuse the tracked boxes; 0 detects on every analyzed frame "
+                        f"(default: {DEFAULT_DETECT_INTERVAL_S:g})")
+    parser.add_argument("--detect-max-side", type=int, default=960, metavar="PX",
+                        help="downscale larger frames to this longer side for "
+                        "detection; 0 never (default: 960)")
     parser.add_argument("--batch-size", type=int, default=64,
                         help="face crops per classifier call (default: 64)")
     parser.add_argument("--no-report", action="store_true",
@@ -58,8 +66,10 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         print(f"error: input not found: {', '.join(map(str, missing))}", file=sys.stderr)
         return EXIT_USAGE
-    if args.batch_size < 1 or (args.sample_fps is not None and args.sample_fps <= 0):
-        print("error: --batch-size and --sample-fps must be positive", file=sys.stderr)
+    if args.batch_size < 1 or args.sample_fps <= 0 or args.detect_interval < 0 \
+            or args.detect_max_side < 0:
+        print("error: --batch-size and --sample-fps must be positive, --detect-interval "
+              "and --detect-max-side not negative", file=sys.stderr)
         return EXIT_USAGE
     return _run(args)
 
@@ -75,7 +85,8 @@ def _run(args) -> int:
     config = AnalyzerConfig(
         model=args.model, detector=args.detector, tracker=args.tracker,
         sample_fps=None if args.every_frame else args.sample_fps,
-        batch_size=args.batch_size)
+        batch_size=args.batch_size, detect_interval_s=args.detect_interval,
+        detect_max_side=args.detect_max_side)
     try:
         runtime = Runtime.create(config)
     except (ModelUnavailable, DetectorUnavailable, KeyError) as exc:

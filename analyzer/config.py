@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 DEFAULT_SAMPLE_FPS = 5.0
+DEFAULT_DETECT_INTERVAL_S = 0.2  # at the default 5 fps, every analyzed frame
 
 
 @dataclass(frozen=True)
@@ -21,6 +22,11 @@ class AnalyzerConfig:
         sample_fps: frames per second to analyze; ``None`` analyzes every frame.
         batch_size: face crops per classifier call.
         detect_batch: frames per detector call.
+        detect_interval_s: run the detector on an analyzed frame only when this
+            long has passed since the last detection; frames in between reuse the
+            tracked boxes. 0 detects on every analyzed frame.
+        detect_max_side: frames whose longer side exceeds this are downscaled for
+            detection (boxes are mapped back); 0 never downscales.
     """
 
     model: Path | None = None
@@ -29,6 +35,8 @@ class AnalyzerConfig:
     sample_fps: float | None = DEFAULT_SAMPLE_FPS
     batch_size: int = 64
     detect_batch: int = 8
+    detect_interval_s: float = DEFAULT_DETECT_INTERVAL_S
+    detect_max_side: int = 960
 
     def __post_init__(self) -> None:
         if self.sample_fps is not None and self.sample_fps <= 0:

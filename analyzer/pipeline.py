@@ -25,7 +25,8 @@ from .detectors import create_detector, resolve
 from .faces import Faces
 from .records import (FACES_DIR, PartWriter, face_rows, part_name,
                       read_part_metadata, write_sources)
-from .sources import Frame, Source, SourceError, VideoInfo, find_sources, iter_video, read_image
+from .sources import (Frame, Source, SourceError, VideoInfo, find_sources, iter_video,
+                      prefetch, read_image)
 from .tracking import create_tracker
 
 logger = logging.getLogger(__name__)
@@ -124,20 +125,55 @@ def _frames_bar(source: Source, info: VideoInfo, frames: Iterator[Frame],
             yield frame
 
 
+def _is_keyframe(frame: Frame, last_key: float | None, interval: float) -> bool:
+    t = frame.timestamp_s or 0.0
+    return last_key is None or t - last_key >= interval - 1e-6
+
+
+def _detect(runtime: Runtime, images: list[np.ndarray]) -> list[Faces]:
+    """Detect on frames downscaled to ``detect_max_side``; boxes in full-size pixels."""
+    import cv2
+
+    if not images:
+        return []
+    limit = runtime.config.detect_max_side
+    scale = min(1.0, limit / max(images[0].shape[:2])) if limit else 1.0
+    if scale < 1.0:
+        images = [cv2.resize(im, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+                  for im in images]
+    found = runtime.detector.detect(images)
+    if scale < 1.0:
+        found = [Faces(f.boxes / scale, f.scores) for f in found]
+    return found
+
+
 def _analyze_frames(runtime: Runtime, part: PartWriter, source: Source,
                     frames: Iterable[Frame], tracked: bool) -> set[int]:
+    """Detect on keyframes, carry boxes between them, track, classify every frame.
+
+    A keyframe is an analyzed frame at least ``detect_interval_s`` after the last
+    one; frames in between reuse the last keyframe's tracked boxes.
+    """
     tracker = create_tracker(runtime.config.tracker)
     classify = _Classifier(runtime, part, source.name)
+    interval = runtime.config.detect_interval_s if tracked else 0.0
     track_ids: set[int] = set()
+    last_key, current = None, Faces.empty()
     for batch in _batches(frames, runtime.config.detect_batch):
-        found = runtime.detector.detect([f.image for f in batch])
-        for frame, faces in zip(batch, found, strict=True):
-            if tracked:
-                faces = tracker.update(faces, frame.timestamp_s or 0.0)
-            else:  # an image: every face is its own "track"
-                faces = Faces(faces.boxes, faces.scores, np.arange(len(faces)))
-            track_ids.update(faces.track_ids.tolist())
-            classify.add(frame, faces)
+        keys = []
+        for frame in batch:
+            if _is_keyframe(frame, last_key, interval):
+                keys.append(frame.index)
+                last_key = frame.timestamp_s or 0.0
+        found = dict(zip(keys, _detect(runtime, [f.image for f in batch
+                                                 if f.index in keys]), strict=True))
+        for frame in batch:
+            if frame.index in found:
+                faces = found[frame.index]
+                current = (tracker.update(faces, frame.timestamp_s or 0.0) if tracked
+                           else Faces(faces.boxes, faces.scores, np.arange(len(faces))))
+            track_ids.update(current.track_ids.tolist())
+            classify.add(frame, current)
     classify.flush()
     return track_ids
 
@@ -187,9 +223,8 @@ def _analyze_into(part: PartWriter, source: Source, runtime: Runtime,
         info = VideoInfo(width=w, height=h, frames_total=1)
     else:
         info = VideoInfo()
-        frames = _frames_bar(source, info,
-                             iter_video(source.path, info,
-                                        sample_fps=runtime.config.sample_fps), progress)
+        stream = iter_video(source.path, info, sample_fps=runtime.config.sample_fps)
+        frames = _frames_bar(source, info, prefetch(stream), progress)
         tracks = _analyze_frames(runtime, part, source, frames, tracked=True)
     return {"frames_total": info.frames_total, "fps": info.fps,
             "duration_s": info.duration_s, "width": info.width, "height": info.height,

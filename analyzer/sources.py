@@ -217,3 +217,44 @@ def _timestamp(frame, stream, start: int, index: int, fps: float | None) -> floa
         return float((frame.pts - start) * stream.time_base)
     # No presentation time at all (rare raw streams): fall back to the frame rate.
     return index / fps if fps else float(index)
+
+
+_DONE = object()
+
+
+def prefetch(frames: Iterator[Frame], size: int = 16) -> Iterator[Frame]:
+    """Decode on a background thread, ``size`` frames ahead, in the same order.
+
+    FFmpeg releases the GIL while decoding, so decoding overlaps detection and
+    classification. An exception in the decoder is raised here, in the consumer.
+    """
+    import queue
+    import threading
+
+    items: queue.Queue = queue.Queue(maxsize=size)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for frame in frames:
+                if stop.is_set():
+                    return
+                items.put(frame)
+            items.put(_DONE)
+        except BaseException as exc:  # handed to the consumer, raised there
+            items.put(exc)
+
+    thread = threading.Thread(target=produce, name="decoder", daemon=True)
+    thread.start()
+    try:
+        while (item := items.get()) is not _DONE:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():  # unblock a producer waiting on a full queue
+            try:
+                items.get_nowait()
+            except queue.Empty:
+                thread.join(timeout=0.05)

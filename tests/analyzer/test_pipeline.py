@@ -145,3 +145,24 @@ def test_interrupted_run_leaves_no_partial_part_and_resumes(media, tmp_path, tin
     assert resumed.reused == len(finished)
     faces = pd.read_parquet(out / "faces")
     assert not faces.duplicated(["source", "frame_index", "track_id"]).any()
+
+
+def test_detector_runs_on_keyframes_only(tmp_path, tiny_model):
+    moving_blob_video(tmp_path / "clip.mp4", 30, fps=10)
+    runtime = make_runtime(tiny_model, sample_fps=None, detect_interval_s=0.5,
+                           detect_batch=1)
+    run([tmp_path / "clip.mp4"], tmp_path / "out", runtime, progress=False)
+    assert runtime.detector.calls == 6  # 3 s at one detection per 0.5 s
+    faces = pd.read_parquet(tmp_path / "out" / "faces")
+    assert len(faces) == 30 and faces["track_id"].nunique() == 1
+
+
+def test_detection_on_downscaled_frames_maps_boxes_back(tmp_path, tiny_model):
+    moving_blob_video(tmp_path / "clip.mp4", 5)
+    out = {}
+    for side in (0, 80):
+        runtime = make_runtime(tiny_model, sample_fps=None, detect_max_side=side)
+        run([tmp_path / "clip.mp4"], tmp_path / f"out{side}", runtime, progress=False)
+        out[side] = pd.read_parquet(tmp_path / f"out{side}" / "faces")
+    np.testing.assert_allclose(out[80][["x1", "y1", "x2", "y2"]],
+                               out[0][["x1", "y1", "x2", "y2"]], atol=2.5)
