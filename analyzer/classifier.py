@@ -65,7 +65,8 @@ class EmotionClassifier:
         if sorted(self.info.class_names) != sorted(EMOTIONS):
             raise ModelUnavailable(
                 f"{model_path} predicts {self.info.class_names}; the analyzer needs "
-                f"the seven FER2013 classes {EMOTIONS}")
+                f"the seven FER2013 classes {EMOTIONS}"
+            )
         # Output column j of the model is EMOTIONS[order[j]].
         self._order = [self.info.class_names.index(name) for name in EMOTIONS]
         self.path = Path(model_path)

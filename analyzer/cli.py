@@ -22,40 +22,82 @@ def build_parser() -> argparse.ArgumentParser:
     from .tracking import TRACKERS
 
     parser = argparse.ArgumentParser(
-        prog="python -m analyzer", description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("inputs", nargs="+", type=Path, metavar="INPUT",
-                        help="image or video files, or folders walked recursively")
-    parser.add_argument("--out", type=Path, required=True,
-                        help="output folder (faces/, frames/, sources.parquet, report/)")
+        prog="python -m analyzer",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "inputs",
+        nargs="+",
+        type=Path,
+        metavar="INPUT",
+        help="image or video files, or folders walked recursively",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="output folder (faces/, frames/, sources.parquet, report/)",
+    )
     sampling = parser.add_mutually_exclusive_group()
-    sampling.add_argument("--sample-fps", type=float, default=DEFAULT_SAMPLE_FPS,
-                          metavar="F", help="video frames analyzed per second "
-                          f"(default: {DEFAULT_SAMPLE_FPS:g})")
-    sampling.add_argument("--every-frame", action="store_true",
-                          help="analyze every frame of every video")
-    parser.add_argument("--detector", default="auto",
-                        choices=["auto", *DETECTORS.names()],
-                        help="face detector; auto: retinaface when its weights are "
-                        "on disk, else the embedded default (default: auto)")
-    parser.add_argument("--tracker", default="iou", choices=TRACKERS.names(),
-                        help="face tracker for videos (default: iou)")
-    parser.add_argument("--model", type=Path, default=None,
-                        help="a .keras emotion model (default: the shipped model)")
-    parser.add_argument("--detect-interval", type=float,
-                        default=DEFAULT_DETECT_INTERVAL_S, metavar="S",
-                        help="seconds between detections; analyzed frames in between "
-                        "reuse the tracked boxes; 0 detects on every analyzed frame "
-                        f"(default: {DEFAULT_DETECT_INTERVAL_S:g})")
-    parser.add_argument("--detect-max-side", type=int, default=960, metavar="PX",
-                        help="downscale larger frames to this longer side for "
-                        "detection; 0 never (default: 960)")
-    parser.add_argument("--batch-size", type=int, default=64,
-                        help="face crops per classifier call (default: 64)")
-    parser.add_argument("--no-report", action="store_true",
-                        help="do not render the HTML report at the end")
-    parser.add_argument("-q", "--quiet", action="store_true",
-                        help="no progress bars")
+    sampling.add_argument(
+        "--sample-fps",
+        type=float,
+        default=DEFAULT_SAMPLE_FPS,
+        metavar="F",
+        help=f"video frames analyzed per second (default: {DEFAULT_SAMPLE_FPS:g})",
+    )
+    sampling.add_argument(
+        "--every-frame", action="store_true", help="analyze every frame of every video"
+    )
+    parser.add_argument(
+        "--detector",
+        default="auto",
+        choices=["auto", *DETECTORS.names()],
+        help="face detector; auto: retinaface when its weights are "
+        "on disk, else the embedded default (default: auto)",
+    )
+    parser.add_argument(
+        "--tracker",
+        default="iou",
+        choices=TRACKERS.names(),
+        help="face tracker for videos (default: iou)",
+    )
+    parser.add_argument(
+        "--model",
+        type=Path,
+        default=None,
+        help="a .keras emotion model (default: the shipped model)",
+    )
+    parser.add_argument(
+        "--detect-interval",
+        type=float,
+        default=DEFAULT_DETECT_INTERVAL_S,
+        metavar="S",
+        help="seconds between detections; analyzed frames in between "
+        "reuse the tracked boxes; 0 detects on every analyzed frame "
+        f"(default: {DEFAULT_DETECT_INTERVAL_S:g})",
+    )
+    parser.add_argument(
+        "--detect-max-side",
+        type=int,
+        default=960,
+        metavar="PX",
+        help="downscale larger frames to this longer side for "
+        "detection; 0 never (default: 960)",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=64,
+        help="face crops per classifier call (default: 64)",
+    )
+    parser.add_argument(
+        "--no-report",
+        action="store_true",
+        help="do not render the HTML report at the end",
+    )
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     return parser
 
 
@@ -64,12 +106,21 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     missing = [p for p in args.inputs if not p.exists()]
     if missing:
-        print(f"error: input not found: {', '.join(map(str, missing))}", file=sys.stderr)
+        print(
+            f"error: input not found: {', '.join(map(str, missing))}", file=sys.stderr
+        )
         return EXIT_USAGE
-    if args.batch_size < 1 or args.sample_fps <= 0 or args.detect_interval < 0 \
-            or args.detect_max_side < 0:
-        print("error: --batch-size and --sample-fps must be positive, --detect-interval "
-              "and --detect-max-side not negative", file=sys.stderr)
+    if (
+        args.batch_size < 1
+        or args.sample_fps <= 0
+        or args.detect_interval < 0
+        or args.detect_max_side < 0
+    ):
+        print(
+            "error: --batch-size and --sample-fps must be positive, --detect-interval "
+            "and --detect-max-side not negative",
+            file=sys.stderr,
+        )
         return EXIT_USAGE
     return _run(args)
 
@@ -83,30 +134,40 @@ def _run(args) -> int:
     from .pipeline import Runtime, run
 
     config = AnalyzerConfig(
-        model=args.model, detector=args.detector, tracker=args.tracker,
+        model=args.model,
+        detector=args.detector,
+        tracker=args.tracker,
         sample_fps=None if args.every_frame else args.sample_fps,
-        batch_size=args.batch_size, detect_interval_s=args.detect_interval,
-        detect_max_side=args.detect_max_side)
+        batch_size=args.batch_size,
+        detect_interval_s=args.detect_interval,
+        detect_max_side=args.detect_max_side,
+    )
     try:
         runtime = Runtime.create(config)
     except (ModelUnavailable, DetectorUnavailable, KeyError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    print(f"detector: {runtime.detector_name}; model: {runtime.classifier.name} "
-          f"({runtime.classifier.path}); sampling: {config.sampling}", file=sys.stderr)
+    print(
+        f"detector: {runtime.detector_name}; model: {runtime.classifier.name} "
+        f"({runtime.classifier.path}); sampling: {config.sampling}",
+        file=sys.stderr,
+    )
 
     def warn(row: dict) -> None:
         tqdm.write(f"warning: {row['source']}: {row['error']}", file=sys.stderr)
 
-    summary = run(args.inputs, args.out, runtime, progress=not args.quiet,
-                  on_failure=warn)
+    summary = run(
+        args.inputs, args.out, runtime, progress=not args.quiet, on_failure=warn
+    )
     if not args.no_report:
         _report(args.out)
     rows = summary.rows
     ok = sum(r["status"] == "ok" for r in rows)
-    print(f"{len(rows)} files: {ok} ok ({summary.reused} already done), "
-          f"{len(summary.failed)} failed, {len(rows) - ok - len(summary.failed)} "
-          f"skipped; {sum(r['faces'] or 0 for r in rows)} faces -> {args.out}")
+    print(
+        f"{len(rows)} files: {ok} ok ({summary.reused} already done), "
+        f"{len(summary.failed)} failed, {len(rows) - ok - len(summary.failed)} "
+        f"skipped; {sum(r['faces'] or 0 for r in rows)} faces -> {args.out}"
+    )
     return EXIT_FAILED if summary.failed else EXIT_OK
 
 

@@ -49,15 +49,20 @@ class AnalyzerConfig:
         return "every-frame" if self.sample_fps is None else f"{self.sample_fps:g} fps"
 
 
-def settings_key(config: AnalyzerConfig, *, model_sha256: str, detector: str,
-                 version: str) -> str:
+def settings_key(
+    config: AnalyzerConfig, *, model_sha256: str, detector: str, version: str
+) -> str:
     """A hash of everything that changes a source's rows: equal keys, same output.
 
     Batch sizes are left out: they change speed, not results.
     """
-    facts = asdict(config) | {"model": model_sha256, "detector": detector,
-                              "version": version}
+    facts = asdict(config) | {
+        "model": model_sha256,
+        "detector": detector,
+        "version": version,
+    }
     for key in ("batch_size", "detect_batch"):
         facts.pop(key)
-    return hashlib.sha256(json.dumps(facts, sort_keys=True, default=str).encode()
-                          ).hexdigest()[:20]
+    return hashlib.sha256(
+        json.dumps(facts, sort_keys=True, default=str).encode()
+    ).hexdigest()[:20]

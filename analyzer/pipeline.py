@@ -23,10 +23,24 @@ from .classifier import EmotionClassifier, default_model
 from .config import AnalyzerConfig, settings_key
 from .detectors import create_detector, resolve
 from .faces import Faces
-from .records import (FACES_DIR, PartWriter, face_rows, part_name,
-                      read_part_metadata, write_sources)
-from .sources import (Frame, Source, SourceError, VideoInfo, find_sources, iter_video,
-                      prefetch, read_image)
+from .records import (
+    FACES_DIR,
+    PartWriter,
+    face_rows,
+    part_name,
+    read_part_metadata,
+    write_sources,
+)
+from .sources import (
+    Frame,
+    Source,
+    SourceError,
+    VideoInfo,
+    find_sources,
+    iter_video,
+    prefetch,
+    read_image,
+)
 from .tracking import create_tracker
 
 logger = logging.getLogger(__name__)
@@ -43,8 +57,12 @@ class Runtime:
     key: str = field(init=False)
 
     def __post_init__(self) -> None:
-        self.key = settings_key(self.config, model_sha256=self.classifier.sha256,
-                                detector=self.detector_name, version=__version__)
+        self.key = settings_key(
+            self.config,
+            model_sha256=self.classifier.sha256,
+            detector=self.detector_name,
+            version=__version__,
+        )
 
     @classmethod
     def create(cls, config: AnalyzerConfig) -> Runtime:
@@ -98,8 +116,15 @@ class _Classifier:
             n = len(frame_crops)
             self.part.add_frame(self.source, frame.index, frame.timestamp_s, n)
             if n:
-                self.part.add_faces(face_rows(self.source, frame.index, frame.timestamp_s,
-                                              faces, probs[start:start + n]))
+                self.part.add_faces(
+                    face_rows(
+                        self.source,
+                        frame.index,
+                        frame.timestamp_s,
+                        faces,
+                        probs[start : start + n],
+                    )
+                )
             start += n
         self.pending, self.crops = [], 0
 
@@ -115,11 +140,17 @@ def _batches(frames: Iterable[Frame], size: int) -> Iterator[list[Frame]]:
         yield batch
 
 
-def _frames_bar(source: Source, info: VideoInfo, frames: Iterator[Frame],
-                enabled: bool) -> Iterator[Frame]:
+def _frames_bar(
+    source: Source, info: VideoInfo, frames: Iterator[Frame], enabled: bool
+) -> Iterator[Frame]:
     """Wrap a frame stream in a progress bar counting decoded frames."""
-    with tqdm(desc=source.name[-40:], unit="frame", leave=False, position=1,
-              disable=not enabled) as bar:
+    with tqdm(
+        desc=source.name[-40:],
+        unit="frame",
+        leave=False,
+        position=1,
+        disable=not enabled,
+    ) as bar:
         for frame in frames:
             bar.update(info.frames_total - bar.n)
             yield frame
@@ -139,16 +170,23 @@ def _detect(runtime: Runtime, images: list[np.ndarray]) -> list[Faces]:
     limit = runtime.config.detect_max_side
     scale = min(1.0, limit / max(images[0].shape[:2])) if limit else 1.0
     if scale < 1.0:
-        images = [cv2.resize(im, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-                  for im in images]
+        images = [
+            cv2.resize(im, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+            for im in images
+        ]
     found = runtime.detector.detect(images)
     if scale < 1.0:
         found = [Faces(f.boxes / scale, f.scores) for f in found]
     return found
 
 
-def _analyze_frames(runtime: Runtime, part: PartWriter, source: Source,
-                    frames: Iterable[Frame], tracked: bool) -> set[int]:
+def _analyze_frames(
+    runtime: Runtime,
+    part: PartWriter,
+    source: Source,
+    frames: Iterable[Frame],
+    tracked: bool,
+) -> set[int]:
     """Detect on keyframes, carry boxes between them, track, classify every frame.
 
     A keyframe is an analyzed frame at least ``detect_interval_s`` after the last
@@ -165,13 +203,21 @@ def _analyze_frames(runtime: Runtime, part: PartWriter, source: Source,
             if _is_keyframe(frame, last_key, interval):
                 keys.append(frame.index)
                 last_key = frame.timestamp_s or 0.0
-        found = dict(zip(keys, _detect(runtime, [f.image for f in batch
-                                                 if f.index in keys]), strict=True))
+        found = dict(
+            zip(
+                keys,
+                _detect(runtime, [f.image for f in batch if f.index in keys]),
+                strict=True,
+            )
+        )
         for frame in batch:
             if frame.index in found:
                 faces = found[frame.index]
-                current = (tracker.update(faces, frame.timestamp_s or 0.0) if tracked
-                           else Faces(faces.boxes, faces.scores, np.arange(len(faces))))
+                current = (
+                    tracker.update(faces, frame.timestamp_s or 0.0)
+                    if tracked
+                    else Faces(faces.boxes, faces.scores, np.arange(len(faces)))
+                )
             track_ids.update(current.track_ids.tolist())
             classify.add(frame, current)
     classify.flush()
@@ -180,15 +226,35 @@ def _analyze_frames(runtime: Runtime, part: PartWriter, source: Source,
 
 def source_row(source: Source, **values) -> dict:
     """A ``sources.parquet`` row with every column present."""
-    row = dict.fromkeys(("error", "frames_total", "frames_analyzed", "fps",
-                         "duration_s", "width", "height", "faces", "tracks",
-                         "frames_with_faces", "part"))
-    return row | {"source": source.name, "kind": source.kind,
-                  "path": str(source.path.resolve())} | values
+    row = dict.fromkeys(
+        (
+            "error",
+            "frames_total",
+            "frames_analyzed",
+            "fps",
+            "duration_s",
+            "width",
+            "height",
+            "faces",
+            "tracks",
+            "frames_with_faces",
+            "part",
+        )
+    )
+    return (
+        row
+        | {
+            "source": source.name,
+            "kind": source.kind,
+            "path": str(source.path.resolve()),
+        }
+        | values
+    )
 
 
-def analyze_source(source: Source, out: Path, runtime: Runtime, *,
-                   progress: bool = False) -> dict:
+def analyze_source(
+    source: Source, out: Path, runtime: Runtime, *, progress: bool = False
+) -> dict:
     """Analyze one image or video and write its part under ``out``.
 
     Returns:
@@ -196,14 +262,23 @@ def analyze_source(source: Source, out: Path, runtime: Runtime, *,
         ``error``); a failed source leaves no part behind.
     """
     if source.kind not in ("image", "video"):
-        return source_row(source, status="skipped",
-                          error=f"not an image or video ({source.path.suffix or 'no suffix'})")
+        return source_row(
+            source,
+            status="skipped",
+            error=f"not an image or video ({source.path.suffix or 'no suffix'})",
+        )
     name = part_name(source.name)
     try:
         with PartWriter(out, name, runtime.part_metadata(source)) as part:
             facts = _analyze_into(part, source, runtime, progress)
-            row = source_row(source, status="ok", part=name, faces=part.faces,
-                             frames_analyzed=part.frame_count, **facts)
+            row = source_row(
+                source,
+                status="ok",
+                part=name,
+                faces=part.faces,
+                frames_analyzed=part.frame_count,
+                **facts,
+            )
             part.set_summary(row)
         return row
     except SourceError as exc:
@@ -213,8 +288,9 @@ def analyze_source(source: Source, out: Path, runtime: Runtime, *,
         return source_row(source, status="failed", error=f"{type(exc).__name__}: {exc}")
 
 
-def _analyze_into(part: PartWriter, source: Source, runtime: Runtime,
-                  progress: bool) -> dict:
+def _analyze_into(
+    part: PartWriter, source: Source, runtime: Runtime, progress: bool
+) -> dict:
     if source.kind == "image":
         image = read_image(source.path)
         frames = [Frame(0, None, image)]
@@ -226,9 +302,15 @@ def _analyze_into(part: PartWriter, source: Source, runtime: Runtime,
         stream = iter_video(source.path, info, sample_fps=runtime.config.sample_fps)
         frames = _frames_bar(source, info, prefetch(stream), progress)
         tracks = _analyze_frames(runtime, part, source, frames, tracked=True)
-    return {"frames_total": info.frames_total, "fps": info.fps,
-            "duration_s": info.duration_s, "width": info.width, "height": info.height,
-            "tracks": len(tracks), "frames_with_faces": part.frames_with_faces}
+    return {
+        "frames_total": info.frames_total,
+        "fps": info.fps,
+        "duration_s": info.duration_s,
+        "width": info.width,
+        "height": info.height,
+        "tracks": len(tracks),
+        "frames_with_faces": part.frames_with_faces,
+    }
 
 
 def completed_row(source: Source, out: Path, runtime: Runtime) -> dict | None:
@@ -236,12 +318,18 @@ def completed_row(source: Source, out: Path, runtime: Runtime) -> dict | None:
     if source.kind not in ("image", "video"):
         return None
     meta = read_part_metadata(out / FACES_DIR / part_name(source.name))
-    if (meta and meta.get("settings_key") == runtime.key
-            and meta.get("source_fingerprint") == source.fingerprint
-            and "source_row" in meta):
+    if (
+        meta
+        and meta.get("settings_key") == runtime.key
+        and meta.get("source_fingerprint") == source.fingerprint
+        and "source_row" in meta
+    ):
         # The stored row, but where the file is now (the input may have moved).
-        return source_row(source) | meta["source_row"] | {
-            "path": str(source.path.resolve())}
+        return (
+            source_row(source)
+            | meta["source_row"]
+            | {"path": str(source.path.resolve())}
+        )
     return None
 
 
@@ -257,8 +345,14 @@ class RunSummary:
         return [r for r in self.rows if r["status"] == "failed"]
 
 
-def run(inputs: list[Path], out: Path, runtime: Runtime, *, progress: bool = True,
-        on_failure: Callable[[dict], None] | None = None) -> RunSummary:
+def run(
+    inputs: list[Path],
+    out: Path,
+    runtime: Runtime,
+    *,
+    progress: bool = True,
+    on_failure: Callable[[dict], None] | None = None,
+) -> RunSummary:
     """Analyze every source under ``inputs`` into ``out``, resuming finished ones.
 
     ``sources.parquet`` and ``run.json`` are rewritten at the end; a source's part
@@ -269,8 +363,9 @@ def run(inputs: list[Path], out: Path, runtime: Runtime, *, progress: bool = Tru
     sources = find_sources(inputs, exclude=out)
     summary = RunSummary(rows=[])
     started = dt.datetime.now(dt.timezone.utc)
-    for source in tqdm(sources, desc="sources", unit="file", position=0,
-                       disable=not progress):
+    for source in tqdm(
+        sources, desc="sources", unit="file", position=0, disable=not progress
+    ):
         row = completed_row(source, out, runtime)
         if row is not None:
             summary.reused += 1
@@ -284,8 +379,9 @@ def run(inputs: list[Path], out: Path, runtime: Runtime, *, progress: bool = Tru
     return summary
 
 
-def _write_run_facts(out: Path, runtime: Runtime, summary: RunSummary,
-                     started: dt.datetime) -> None:
+def _write_run_facts(
+    out: Path, runtime: Runtime, summary: RunSummary, started: dt.datetime
+) -> None:
     rows = summary.rows
     facts = runtime.part_metadata(Source(out, "", "")) | {
         "started": started.isoformat(timespec="seconds"),

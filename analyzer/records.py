@@ -76,8 +76,9 @@ def part_name(source: str) -> str:
     return f"{safe}-{zlib.crc32(source.encode()):08x}.parquet"
 
 
-def face_rows(source: str, frame_index: int, timestamp_s: float | None,
-              faces, probs: np.ndarray) -> dict[str, np.ndarray]:
+def face_rows(
+    source: str, frame_index: int, timestamp_s: float | None, faces, probs: np.ndarray
+) -> dict[str, np.ndarray]:
     """Column arrays for one frame's faces (``faces`` a :class:`Faces`)."""
     n = len(faces)
     columns = {
@@ -87,7 +88,8 @@ def face_rows(source: str, frame_index: int, timestamp_s: float | None,
         "track_id": faces.track_ids,
         "det_score": faces.scores,
         "emotion": np.asarray(EMOTIONS, dtype=object)[probs.argmax(axis=1)]
-        if n else np.zeros(0, dtype=object),
+        if n
+        else np.zeros(0, dtype=object),
     }
     for i, name in enumerate(("x1", "y1", "x2", "y2")):
         columns[name] = faces.boxes[:, i]
@@ -114,10 +116,14 @@ class _Buffered:
     def flush(self) -> None:
         if not self._chunks:
             return
-        merged = {name: np.concatenate([c[name] for c in self._chunks])
-                  for name in self.schema.names}
-        arrays = [pa.array(merged[f.name], type=f.type,
-                           from_pandas=f.name == "timestamp_s") for f in self.schema]
+        merged = {
+            name: np.concatenate([c[name] for c in self._chunks])
+            for name in self.schema.names
+        }
+        arrays = [
+            pa.array(merged[f.name], type=f.type, from_pandas=f.name == "timestamp_s")
+            for f in self.schema
+        ]
         self.writer.write_table(pa.Table.from_arrays(arrays, schema=self.schema))
         self._chunks, self._pending = [], 0
 
@@ -137,8 +143,9 @@ class PartWriter:
         ...     part.add_faces(face_rows(...)); part.add_frame("clip.mp4", 0, 0.0, 1)
     """
 
-    def __init__(self, out: Path, name: str, metadata: dict, *,
-                 flush_rows: int = 20_000) -> None:
+    def __init__(
+        self, out: Path, name: str, metadata: dict, *, flush_rows: int = 20_000
+    ) -> None:
         self.final = {d: Path(out) / d / name for d in (FACES_DIR, FRAMES_DIR)}
         self.tmp = {d: p.with_name(f".{p.name}.tmp") for d, p in self.final.items()}
         self.metadata, self.flush_rows = metadata, flush_rows
@@ -155,14 +162,19 @@ class PartWriter:
         self._faces.add(columns)
         self.faces += len(columns["frame_index"])
 
-    def add_frame(self, source: str, index: int, timestamp_s: float | None,
-                  faces: int) -> None:
-        self._frames.add({
-            "source": np.array([source], dtype=object),
-            "frame_index": np.array([index], dtype=np.int64),
-            "timestamp_s": np.array([np.nan if timestamp_s is None else timestamp_s]),
-            "faces": np.array([faces], dtype=np.int64),
-        })
+    def add_frame(
+        self, source: str, index: int, timestamp_s: float | None, faces: int
+    ) -> None:
+        self._frames.add(
+            {
+                "source": np.array([source], dtype=object),
+                "frame_index": np.array([index], dtype=np.int64),
+                "timestamp_s": np.array(
+                    [np.nan if timestamp_s is None else timestamp_s]
+                ),
+                "faces": np.array([faces], dtype=np.int64),
+            }
+        )
         self.frame_count += 1
         self.frames_with_faces += faces > 0
 
@@ -174,7 +186,8 @@ class PartWriter:
         if exc_type is None:
             # File-level metadata goes into the footer, so it is written last.
             self._faces.writer.add_key_value_metadata(
-                {META_KEY: json.dumps(self.metadata).encode()})
+                {META_KEY: json.dumps(self.metadata).encode()}
+            )
         self._faces.close()
         self._frames.close()
         if exc_type is not None:

@@ -49,6 +49,7 @@ class Registry(Generic[T]):
         """
         if name not in self._factories:
             raise KeyError(
-                f"unknown {self.kind} {name!r}; choose one of: {', '.join(self.names())}"
+                f"unknown {self.kind} {name!r}; "
+                f"choose one of: {', '.join(self.names())}"
             )
         return self._factories[name](**kwargs)

@@ -76,7 +76,9 @@ def kind_of(path: Path) -> str:
     return "other"
 
 
-def find_sources(inputs: Iterable[Path], *, exclude: Path | None = None) -> list[Source]:
+def find_sources(
+    inputs: Iterable[Path], *, exclude: Path | None = None
+) -> list[Source]:
     """List every file under ``inputs`` (files or folders, walked recursively).
 
     Args:
@@ -99,8 +101,12 @@ def find_sources(inputs: Iterable[Path], *, exclude: Path | None = None) -> list
         for path in paths:
             name = path.relative_to(base).as_posix()
             if name in found and found[name].path.resolve() != path.resolve():
-                logger.warning("two inputs hold %s; keeping both as %s and %s",
-                               name, found[name].path, path)
+                logger.warning(
+                    "two inputs hold %s; keeping both as %s and %s",
+                    name,
+                    found[name].path,
+                    path,
+                )
                 name = f"{base.name}/{name}"
             found[name] = Source(path, name, kind_of(path))
     return list(found.values())
@@ -144,7 +150,9 @@ def read_image(path: Path) -> np.ndarray:
     return image
 
 
-def iter_video(path: Path, info: VideoInfo, *, sample_fps: float | None) -> Iterator[Frame]:
+def iter_video(
+    path: Path, info: VideoInfo, *, sample_fps: float | None
+) -> Iterator[Frame]:
     """Stream a video's frames in presentation order, sampled to ``sample_fps``.
 
     Every frame is decoded (codecs need it) but only sampled ones are converted to
@@ -162,8 +170,9 @@ def iter_video(path: Path, info: VideoInfo, *, sample_fps: float | None) -> Iter
         container = av.open(str(path))
     except (OSError, av.error.FFmpegError) as exc:
         # FFmpeg's message without the path, which the sources table already has.
-        raise SourceError(f"cannot open video: {getattr(exc, 'strerror', None) or exc}"
-                          ) from exc
+        raise SourceError(
+            f"cannot open video: {getattr(exc, 'strerror', None) or exc}"
+        ) from exc
     with container:
         if not container.streams.video:
             raise SourceError("file has no video stream")
@@ -207,7 +216,8 @@ def _decode(container, stream, info: VideoInfo, sample_fps: float | None):
     if info.frames_declared and info.frames_total < 0.98 * info.frames_declared - 1:
         raise SourceError(
             f"truncated: decoded {info.frames_total} of the {info.frames_declared} "
-            "frames its header declares")
+            "frames its header declares"
+        )
     if info.duration_s is None and info.fps:
         info.duration_s = last_t + 1.0 / info.fps
 

@@ -72,8 +72,9 @@ class IouTracker(Tracker):
         self._tracks, self._next_id = [], 0
 
     def update(self, faces: Faces, timestamp_s: float) -> Faces:
-        self._tracks = [t for t in self._tracks
-                        if timestamp_s - t.last_seen <= self.max_lost_s]
+        self._tracks = [
+            t for t in self._tracks if timestamp_s - t.last_seen <= self.max_lost_s
+        ]
         ids = np.full(len(faces), -1, dtype=np.int64)
         if len(faces) and self._tracks:
             from scipy.optimize import linear_sum_assignment
@@ -85,7 +86,9 @@ class IouTracker(Tracker):
                 if iou[r, c] >= self.iou_threshold:
                     ids[r] = self._tracks[c].track_id
                     self._tracks[c].box, self._tracks[c].last_seen = (
-                        faces.boxes[r], timestamp_s)
+                        faces.boxes[r],
+                        timestamp_s,
+                    )
         for r in np.flatnonzero(ids < 0):
             ids[r] = self._next_id
             self._tracks.append(_Track(self._next_id, faces.boxes[r], timestamp_s))

@@ -36,8 +36,9 @@ def measure(name: str, frames) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--media", type=Path, default=Path("../shared/media"))
     parser.add_argument("--every", type=int, default=1, help="use every Nth frame")
     parser.add_argument("--detectors", default="haar,mtcnn")
@@ -50,9 +51,11 @@ def main() -> None:
         for name in args.detectors.split(","):
             row = {"clip": clip.name, **measure(name, frames)}
             rows.append(row)
-            print(f"{row['clip']:18s} {name:8s} frames {row['frames']:4d}  "
-                  f"exactly one {row['exactly_one']:.3f}  at least one "
-                  f"{row['at_least_one']:.3f}  {row['ms_per_frame']:7.2f} ms/frame")
+            print(
+                f"{row['clip']:18s} {name:8s} frames {row['frames']:4d}  "
+                f"exactly one {row['exactly_one']:.3f}  at least one "
+                f"{row['at_least_one']:.3f}  {row['ms_per_frame']:7.2f} ms/frame"
+            )
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2) + "\n")
 

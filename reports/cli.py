@@ -10,9 +10,13 @@ from pathlib import Path
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m reports", description=__doc__)
     parser.add_argument("out", type=Path, help="the analyzer's --out folder")
-    parser.add_argument("--max-points", type=int, default=1500,
-                        help="most points drawn per track timeline; longer tracks are "
-                        "averaged into time bins (default: 1500)")
+    parser.add_argument(
+        "--max-points",
+        type=int,
+        default=1500,
+        help="most points drawn per track timeline; longer tracks are "
+        "averaged into time bins (default: 1500)",
+    )
     args = parser.parse_args(argv)
     from . import render
     from .load import ReportError

@@ -50,10 +50,28 @@ def load_run(out: Path) -> RunData:
     sources = pd.read_parquet(path)
     facts_path = out / "run.json"
     facts = json.loads(facts_path.read_text()) if facts_path.is_file() else {}
-    faces = _dataset(out / "faces", ["source", "frame_index", "timestamp_s", "track_id",
-                                     "x1", "y1", "x2", "y2", "det_score", *EMOTIONS,
-                                     "emotion"])
+    faces = _dataset(
+        out / "faces",
+        [
+            "source",
+            "frame_index",
+            "timestamp_s",
+            "track_id",
+            "x1",
+            "y1",
+            "x2",
+            "y2",
+            "det_score",
+            *EMOTIONS,
+            "emotion",
+        ],
+    )
     frames = _dataset(out / "frames", ["source", "frame_index", "timestamp_s", "faces"])
     known = set(sources["source"])
-    return RunData(out, facts, sources, faces[faces["source"].isin(known)],
-                   frames[frames["source"].isin(known)])
+    return RunData(
+        out,
+        facts,
+        sources,
+        faces[faces["source"].isin(known)],
+        frames[frames["source"].isin(known)],
+    )

@@ -25,8 +25,10 @@ TEMPLATES = Path(__file__).resolve().parent / "templates"
 def _env():
     from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-    env = Environment(loader=FileSystemLoader(TEMPLATES),
-                      autoescape=select_autoescape(default=True, default_for_string=True))
+    env = Environment(
+        loader=FileSystemLoader(TEMPLATES),
+        autoescape=select_autoescape(default=True, default_for_string=True),
+    )
     env.filters["pct"] = lambda v: f"{100 * v:.0f}%"
     env.filters["num"] = lambda v, d=1: "" if v is None or v != v else f"{v:.{d}f}"
     env.filters["int"] = lambda v: "" if v is None or v != v else f"{int(v):,}"
@@ -66,7 +68,9 @@ def _track_thumbs(run: RunData, row: dict, report: Path) -> dict[int, str]:
     faces = run.source_faces(row["source"])
     for track_id, track in faces.groupby("track_id"):
         best = track.loc[track["det_score"].idxmax()]
-        frame = read_frame(Path(row.get("path") or ""), row["kind"], int(best["frame_index"]))
+        frame = read_frame(
+            Path(row.get("path") or ""), row["kind"], int(best["frame_index"])
+        )
         if frame is None:
             continue
         name = f"thumbs/{_slug('t', row['source'])}-{track_id}.jpg"
@@ -83,19 +87,30 @@ def _video_page(env, run: RunData, row: dict, report: Path, max_points: int) -> 
     thumbs = _track_thumbs(run, row, report)
     tracks = []
     for track_id, track in faces.groupby("track_id"):
-        tracks.append({
-            "id": int(track_id), "thumb": thumbs.get(int(track_id)),
-            "start": float(track["timestamp_s"].min()),
-            "end": float(track["timestamp_s"].max()), "rows": len(track),
-            "figure": timeline_figure(timeline(track, interval, max_points)),
-            "summary": track_summary(track, interval),
-        })
+        tracks.append(
+            {
+                "id": int(track_id),
+                "thumb": thumbs.get(int(track_id)),
+                "start": float(track["timestamp_s"].min()),
+                "end": float(track["timestamp_s"].max()),
+                "rows": len(track),
+                "figure": timeline_figure(timeline(track, interval, max_points)),
+                "summary": track_summary(track, interval),
+            }
+        )
     tracks.sort(key=lambda t: -t["rows"])
     no_face = int((frames["faces"] == 0).sum())
     page = f"{_slug('v', row['source'])}.html"
-    (report / page).write_text(env.get_template("video.html").render(
-        row=row, tracks=tracks, colors=COLORS, emotions=EMOTIONS,
-        no_face_frames=no_face, interval=interval))
+    (report / page).write_text(
+        env.get_template("video.html").render(
+            row=row,
+            tracks=tracks,
+            colors=COLORS,
+            emotions=EMOTIONS,
+            no_face_frames=no_face,
+            interval=interval,
+        )
+    )
     return page
 
 
@@ -112,10 +127,14 @@ def _folder_pages(env, run: RunData, rows: list[dict], report: Path) -> dict[str
         for row in members:
             anchor = _slug("img", row["source"])
             links[row["source"]] = f"{page}#{anchor}"
-            images.append({"row": row, "anchor": anchor,
-                           "faces": _image_faces(run, row, report)})
-        (report / page).write_text(env.get_template("folder.html").render(
-            folder=folder, images=images, colors=COLORS))
+            images.append(
+                {"row": row, "anchor": anchor, "faces": _image_faces(run, row, report)}
+            )
+        (report / page).write_text(
+            env.get_template("folder.html").render(
+                folder=folder, images=images, colors=COLORS
+            )
+        )
     return links
 
 
@@ -125,8 +144,12 @@ def _image_faces(run: RunData, row: dict, report: Path) -> list[dict]:
     result = []
     for _, face in faces.iterrows():
         top = sorted(EMOTIONS, key=lambda e: -face[e])[:3]
-        result.append({"thumb": thumbs.get(int(face["track_id"])),
-                       "top": [(e, float(face[e])) for e in top]})
+        result.append(
+            {
+                "thumb": thumbs.get(int(face["track_id"])),
+                "top": [(e, float(face[e])) for e in top],
+            }
+        )
     return result
 
 
@@ -141,15 +164,24 @@ def render_report(out: Path, *, max_points: int = 1500) -> Path:
     links = _folder_pages(env, run, rows, report)
     for row in rows:
         row["shares"] = emotion_shares(run.source_faces(row["source"]))
-        row["thumb"] = _source_thumb(run, row, report) if row["status"] == "ok" else None
+        row["thumb"] = (
+            _source_thumb(run, row, report) if row["status"] == "ok" else None
+        )
         if row["kind"] == "video" and row["status"] == "ok":
             row["link"] = _video_page(env, run, row, report, max_points)
         else:
             row["link"] = links.get(row["source"])
     index = report / "index.html"
-    index.write_text(env.get_template("index.html").render(
-        facts=run.facts, rows=rows, colors=COLORS, emotions=EMOTIONS,
-        totals=_totals(rows), rendered=dt.datetime.now().isoformat(timespec="seconds")))
+    index.write_text(
+        env.get_template("index.html").render(
+            facts=run.facts,
+            rows=rows,
+            colors=COLORS,
+            emotions=EMOTIONS,
+            totals=_totals(rows),
+            rendered=dt.datetime.now().isoformat(timespec="seconds"),
+        )
+    )
     return index
 
 

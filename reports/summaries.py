@@ -29,7 +29,11 @@ def longest_episodes(track: pd.DataFrame, interval: float) -> dict[str, float]:
     labels = track["emotion"].to_numpy()
     start = 0
     for i in range(1, len(t) + 1):
-        if i == len(t) or labels[i] != labels[start] or t[i] - t[i - 1] > 1.5 * interval:
+        if (
+            i == len(t)
+            or labels[i] != labels[start]
+            or t[i] - t[i - 1] > 1.5 * interval
+        ):
             length = t[i - 1] - t[start] + interval
             best[labels[start]] = max(best[labels[start]], float(length))
             start = i
@@ -40,8 +44,15 @@ def track_summary(track: pd.DataFrame, interval: float) -> list[dict]:
     """Rows of the per-track table: share of time, mean probability, longest episode."""
     shares = emotion_shares(track)
     episodes = longest_episodes(track, interval) if len(track) else {}
-    return [{"emotion": e, "share": shares[e], "mean": float(track[e].mean()),
-             "longest_s": episodes.get(e, 0.0)} for e in EMOTIONS]
+    return [
+        {
+            "emotion": e,
+            "share": shares[e],
+            "mean": float(track[e].mean()),
+            "longest_s": episodes.get(e, 0.0),
+        }
+        for e in EMOTIONS
+    ]
 
 
 def timeline(track: pd.DataFrame, interval: float, max_points: int) -> pd.DataFrame:

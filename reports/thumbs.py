@@ -33,7 +33,9 @@ def save_thumb(image: np.ndarray, dest: Path, width: int) -> bool:
     if not h or not w:
         return False
     scale = width / w
-    small = cv2.resize(image, (width, max(1, int(h * scale))), interpolation=cv2.INTER_AREA)
+    small = cv2.resize(
+        image, (width, max(1, int(h * scale))), interpolation=cv2.INTER_AREA
+    )
     ok, data = cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, 82])
     if ok:
         dest.write_bytes(data.tobytes())
@@ -44,4 +46,6 @@ def face_crop(frame: np.ndarray, box) -> np.ndarray:
     x1, y1, x2, y2 = (int(round(v)) for v in box)
     pad = int(0.15 * max(x2 - x1, y2 - y1))
     h, w = frame.shape[:2]
-    return frame[max(0, y1 - pad):min(h, y2 + pad), max(0, x1 - pad):min(w, x2 + pad)]
+    return frame[
+        max(0, y1 - pad) : min(h, y2 + pad), max(0, x1 - pad) : min(w, x2 + pad)
+    ]

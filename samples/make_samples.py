@@ -32,8 +32,9 @@ def pan_frames(image: np.ndarray):
         crop_h = int(crop_w * SIZE[1] / SIZE[0])
         x = int((w - crop_w) * (0.1 + 0.3 * np.sin(np.pi * t)))
         y = int((h - crop_h) * 0.1 * t)
-        yield cv2.resize(image[y:y + crop_h, x:x + crop_w], SIZE,
-                         interpolation=cv2.INTER_AREA)
+        yield cv2.resize(
+            image[y : y + crop_h, x : x + crop_w], SIZE, interpolation=cv2.INTER_AREA
+        )
 
 
 def main(source: Path) -> None:
@@ -41,14 +42,17 @@ def main(source: Path) -> None:
     if image is None:
         sys.exit(f"cannot read {source}")
     cv2.imwrite(str(HERE / "astronaut.jpg"), image, [cv2.IMWRITE_JPEG_QUALITY, 88])
-    with av.open(str(HERE / "astronaut_pan.mp4"), "w",
-                 options={"movflags": "faststart"}) as container:
+    with av.open(
+        str(HERE / "astronaut_pan.mp4"), "w", options={"movflags": "faststart"}
+    ) as container:
         stream = container.add_stream("libx264", rate=FPS)
         stream.width, stream.height, stream.pix_fmt = *SIZE, "yuv420p"
         stream.options = {"crf": "26"}
         stream.codec_context.time_base = Fraction(1, FPS)
         for frame in pan_frames(image):
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="bgr24")):
+            for packet in stream.encode(
+                av.VideoFrame.from_ndarray(frame, format="bgr24")
+            ):
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)

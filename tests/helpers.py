@@ -30,11 +30,17 @@ class BlobDetector:
         for frame in frames:
             gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
             n, _, stats, _ = cv2.connectedComponentsWithStats(
-                (gray > self.threshold).astype(np.uint8))
-            boxes = [(x, y, x + w, y + h) for x, y, w, h, area in stats[1:n]
-                     if area >= 100]
-            found.append(Faces(np.array(boxes, dtype=np.float32).reshape(-1, 4),
-                               np.full(len(boxes), 0.99)))
+                (gray > self.threshold).astype(np.uint8)
+            )
+            boxes = [
+                (x, y, x + w, y + h) for x, y, w, h, area in stats[1:n] if area >= 100
+            ]
+            found.append(
+                Faces(
+                    np.array(boxes, dtype=np.float32).reshape(-1, 4),
+                    np.full(len(boxes), 0.99),
+                )
+            )
         return found
 
 
@@ -42,16 +48,23 @@ def blob_frame(width: int, height: int, boxes) -> np.ndarray:
     """A dark BGR frame with white squares at ``boxes`` (x, y, side)."""
     frame = np.full((height, width, 3), 20, dtype=np.uint8)
     for x, y, side in boxes:
-        frame[y:y + side, x:x + side] = 235
+        frame[y : y + side, x : x + side] = 235
     return frame
 
 
-def make_video(path: Path, frames: list[np.ndarray], *, fps: int = 10,
-               pts_ms: list[int] | None = None, codec: str = "libx264",
-               faststart: bool = False) -> Path:
+def make_video(
+    path: Path,
+    frames: list[np.ndarray],
+    *,
+    fps: int = 10,
+    pts_ms: list[int] | None = None,
+    codec: str = "libx264",
+    faststart: bool = False,
+) -> Path:
     """Encode frames with PyAV; ``pts_ms`` sets presentation times (ms) explicitly."""
-    import av
     from fractions import Fraction
+
+    import av
 
     h, w = frames[0].shape[:2]
     options = {"movflags": "faststart"} if faststart else {}
@@ -71,11 +84,16 @@ def make_video(path: Path, frames: list[np.ndarray], *, fps: int = 10,
     return path
 
 
-def moving_blob_video(path: Path, n: int = 30, *, fps: int = 10,
-                      blobs: int = 1, faststart: bool = False) -> Path:
+def moving_blob_video(
+    path: Path, n: int = 30, *, fps: int = 10, blobs: int = 1, faststart: bool = False
+) -> Path:
     """A clip of ``blobs`` squares drifting right by 2 px a frame."""
-    frames = [blob_frame(160, 120, [(10 + 2 * i + 70 * b, 30 + 10 * b, 30)
-                                    for b in range(blobs)]) for i in range(n)]
+    frames = [
+        blob_frame(
+            160, 120, [(10 + 2 * i + 70 * b, 30 + 10 * b, 30) for b in range(blobs)]
+        )
+        for i in range(n)
+    ]
     return make_video(path, frames, fps=fps, faststart=faststart)
 
 
@@ -95,14 +113,27 @@ def constant_model(path: Path, *, class_names=EMOTIONS) -> Path:
     from analyzer.modelfile import ModelInfo, write_info
 
     probs = np.array([CONSTANT_PROBS[EMOTIONS.index(c)] for c in class_names])
-    model = keras.Sequential([
-        keras.Input((48, 48, 1)),
-        keras.layers.Flatten(),
-        keras.layers.Dense(len(class_names), activation="softmax",
-                           kernel_initializer="zeros",
-                           bias_initializer=keras.initializers.Constant(np.log(probs))),
-    ], name="constant")
+    model = keras.Sequential(
+        [
+            keras.Input((48, 48, 1)),
+            keras.layers.Flatten(),
+            keras.layers.Dense(
+                len(class_names),
+                activation="softmax",
+                kernel_initializer="zeros",
+                bias_initializer=keras.initializers.Constant(np.log(probs)),
+            ),
+        ],
+        name="constant",
+    )
     model.save(path)
-    write_info(path, ModelInfo(class_names=tuple(class_names), input_size=(48, 48),
-                               crop_margin=0.1, name="constant-test-model"))
+    write_info(
+        path,
+        ModelInfo(
+            class_names=tuple(class_names),
+            input_size=(48, 48),
+            crop_margin=0.1,
+            name="constant-test-model",
+        ),
+    )
     return path

@@ -103,8 +103,15 @@ def plots(out: Path, confusion: list[list[int]], log: list[dict]) -> None:
     ax.set_xticks(range(len(EMOTIONS)), EMOTIONS, rotation=45)
     ax.set_yticks(range(len(EMOTIONS)), EMOTIONS)
     for (i, j), count in np.ndenumerate(matrix):
-        ax.text(j, i, int(count), ha="center", va="center",
-                color="white" if share[i, j] > 0.5 else "black", fontsize=8)
+        ax.text(
+            j,
+            i,
+            int(count),
+            ha="center",
+            va="center",
+            color="white" if share[i, j] > 0.5 else "black",
+            fontsize=8,
+        )
     ax.set(xlabel="predicted", ylabel="true", title="Confusion matrix (test)")
     fig.tight_layout()
     fig.savefig(out / "confusion_matrix.png", dpi=110)
@@ -136,19 +143,19 @@ def _markdown(card: dict) -> str:
         for name, row in zip(EMOTIONS, test["confusion_matrix"], strict=True)
     )
     recipe = card["recipe"]
-    return f"""# Model card: {card['metadata']['name']}
+    return f"""# Model card: {card["metadata"]["name"]}
 
 EfficientNetB1 (keras.applications, include_top=False) + dropout + 7-way softmax,
-trained by `python -m training train` with the `{recipe['name']}` recipe on FER2013
-(Kaggle folder layout). Input: raw {card['metadata']['input_size'][0]}x\
-{card['metadata']['input_size'][1]} {card['metadata']['color_mode']} face crops,
+trained by `python -m training train` with the `{recipe["name"]}` recipe on FER2013
+(Kaggle folder layout). Input: raw {card["metadata"]["input_size"][0]}x\
+{card["metadata"]["input_size"][1]} {card["metadata"]["color_mode"]} face crops,
 pixel values 0..255; resizing and normalisation happen inside the model.
 
 | split | images | accuracy | macro F1 |
 |---|---:|---:|---:|
-| validation (stratified 20% of train, seed {card['seed']}) | {val['n']} | \
-{val['accuracy']:.4f} | {val['macro_f1']:.4f} |
-| test (PublicTest) | {test['n']} | {test['accuracy']:.4f} | {test['macro_f1']:.4f} |
+| validation (stratified 20% of train, seed {card["seed"]}) | {val["n"]} | \
+{val["accuracy"]:.4f} | {val["macro_f1"]:.4f} |
+| test (PublicTest) | {test["n"]} | {test["accuracy"]:.4f} | {test["macro_f1"]:.4f} |
 
 The epoch kept is the one with the best validation accuracy; the test split was used
 for this report only. Reproduce the test figure with
@@ -163,7 +170,7 @@ for this report only. Reproduce the test figure with
 ## Confusion matrix (test)
 
 {header}
-|{'---|' * (len(EMOTIONS) + 1)}
+|{"---|" * (len(EMOTIONS) + 1)}
 {matrix}
 
 ![confusion matrix](confusion_matrix.png)
@@ -172,17 +179,22 @@ for this report only. Reproduce the test figure with
 
 ![training curves](training_curves.png)
 
-- Recipe: `{recipe['name']}`, input resized to {recipe['image_size']} px, batch \
-{recipe['batch_size']}, dropout {recipe['dropout']}, label smoothing \
-{recipe['label_smoothing']}, class-weight power {recipe['class_weight_power']}.
-- Phases: {'; '.join(f"{p['name']}: {p['epochs']} epochs, lr {p['learning_rate']}, "
-                     f"{p['optimizer']}, {p['schedule']}" for p in recipe['phases'])}.
-- Started from: {card['init'] or 'random initialisation'}.
-- Wall time: {card['wall_time_s'] / 3600:.2f} h on {card['hardware']}.
-- Epochs logged: {card['epochs_logged']}.
-- Data: {card['train_images']} training and {card['val_images']} validation images,
-  SHA-256 of the train split {card['data_sha256'][:16]}...
-- Crop margin stored for the analyzer: {card['metadata']['crop_margin']} (measured
+- Recipe: `{recipe["name"]}`, input resized to {recipe["image_size"]} px, batch \
+{recipe["batch_size"]}, dropout {recipe["dropout"]}, label smoothing \
+{recipe["label_smoothing"]}, class-weight power {recipe["class_weight_power"]}.
+- Phases: {
+        "; ".join(
+            f"{p['name']}: {p['epochs']} epochs, lr {p['learning_rate']}, "
+            f"{p['optimizer']}, {p['schedule']}"
+            for p in recipe["phases"]
+        )
+    }.
+- Started from: {card["init"] or "random initialisation"}.
+- Wall time: {card["wall_time_s"] / 3600:.2f} h on {card["hardware"]}.
+- Epochs logged: {card["epochs_logged"]}.
+- Data: {card["train_images"]} training and {card["val_images"]} validation images,
+  SHA-256 of the train split {card["data_sha256"][:16]}...
+- Crop margin stored for the analyzer: {card["metadata"]["crop_margin"]} (measured
   with `python -m training framing --split val`).
-- Model file SHA-256: {card['sha256']}.
+- Model file SHA-256: {card["sha256"]}.
 """

@@ -14,61 +14,129 @@ from pathlib import Path
 
 from .recipes import RECIPES
 
-DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "analyzer" / "models" / "model.keras"
+DEFAULT_MODEL = (
+    Path(__file__).resolve().parent.parent / "analyzer" / "models" / "model.keras"
+)
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m training", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m training",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     train = sub.add_parser("train", help="train a model on FER2013")
-    train.add_argument("--data", type=Path, required=True,
-                       help="FER2013 root (train/ and test/ folders) or fer2013.csv")
-    train.add_argument("--out", type=Path, required=True,
-                       help="folder for model.keras, its card, plots and the CSV log")
-    train.add_argument("--recipe", choices=sorted(RECIPES), default="cpu",
-                       help="training recipe (default: cpu; see README)")
-    train.add_argument("--weights", default=None,
-                       help="'imagenet', 'none' or a weights file for the base; "
-                       "default: the recipe's")
-    train.add_argument("--epochs", type=int, default=None,
-                       help="epochs of the recipe's last phase (default: the recipe's)")
-    train.add_argument("--init", type=Path, default=None,
-                       help="start from this .keras model's weights (warm restart)")
-    train.add_argument("--checkpoints", type=Path, default=None,
-                       help="checkpoint folder, outside git (default: OUT/checkpoints); "
-                       "rerun the same command to resume")
-    train.add_argument("--cache", type=Path, default=Path(".cache"),
-                       help="where decoded data are cached (default: .cache)")
+    train.add_argument(
+        "--data",
+        type=Path,
+        required=True,
+        help="FER2013 root (train/ and test/ folders) or fer2013.csv",
+    )
+    train.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="folder for model.keras, its card, plots and the CSV log",
+    )
+    train.add_argument(
+        "--recipe",
+        choices=sorted(RECIPES),
+        default="cpu",
+        help="training recipe (default: cpu; see README)",
+    )
+    train.add_argument(
+        "--weights",
+        default=None,
+        help="'imagenet', 'none' or a weights file for the base; default: the recipe's",
+    )
+    train.add_argument(
+        "--epochs",
+        type=int,
+        default=None,
+        help="epochs of the recipe's last phase (default: the recipe's)",
+    )
+    train.add_argument(
+        "--init",
+        type=Path,
+        default=None,
+        help="start from this .keras model's weights (warm restart)",
+    )
+    train.add_argument(
+        "--checkpoints",
+        type=Path,
+        default=None,
+        help="checkpoint folder, outside git (default: OUT/checkpoints); "
+        "rerun the same command to resume",
+    )
+    train.add_argument(
+        "--cache",
+        type=Path,
+        default=Path(".cache"),
+        help="where decoded data are cached (default: .cache)",
+    )
     train.add_argument("--seed", type=int, default=1337, help="random seed")
-    train.add_argument("--limit", type=int, default=None,
-                       help="train on the first N training images only (smoke runs)")
+    train.add_argument(
+        "--limit",
+        type=int,
+        default=None,
+        help="train on the first N training images only (smoke runs)",
+    )
 
     ev = sub.add_parser("evaluate", help="report a model's accuracy on a split")
     ev.add_argument("--data", type=Path, required=True, help="FER2013 root or CSV")
     ev.add_argument("--split", default="test", help="split to evaluate (default: test)")
-    ev.add_argument("--model", type=Path, default=DEFAULT_MODEL,
-                    help="model file (default: the shipped model)")
-    ev.add_argument("--cache", type=Path, default=Path(".cache"),
-                    help="where decoded data are cached (default: .cache)")
+    ev.add_argument(
+        "--model",
+        type=Path,
+        default=DEFAULT_MODEL,
+        help="model file (default: the shipped model)",
+    )
+    ev.add_argument(
+        "--cache",
+        type=Path,
+        default=Path(".cache"),
+        help="where decoded data are cached (default: .cache)",
+    )
     ev.add_argument("--json", action="store_true", help="print one JSON object")
-    fr = sub.add_parser("framing", help="compare the analyzer's crops with FER2013's "
-                        "framing: pasted test faces through the whole analyzer")
+    fr = sub.add_parser(
+        "framing",
+        help="compare the analyzer's crops with FER2013's "
+        "framing: pasted test faces through the whole analyzer",
+    )
     fr.add_argument("--data", type=Path, required=True, help="FER2013 root or CSV")
-    fr.add_argument("--split", default="val",
-                    help="val (from train; for tuning the margin) or test (to report)")
-    fr.add_argument("--model", type=Path, default=DEFAULT_MODEL,
-                    help="model file (default: the shipped model)")
+    fr.add_argument(
+        "--split",
+        default="val",
+        help="val (from train; for tuning the margin) or test (to report)",
+    )
+    fr.add_argument(
+        "--model",
+        type=Path,
+        default=DEFAULT_MODEL,
+        help="model file (default: the shipped model)",
+    )
     fr.add_argument("--n", type=int, default=500, help="faces to paste (default: 500)")
     fr.add_argument("--detector", default="auto", help="detector (default: auto)")
-    fr.add_argument("--crop-margin", type=float, default=None,
-                    help="override the model's crop margin for this run")
-    fr.add_argument("--write-margin", action="store_true",
-                    help="store the measured margin in the model's metadata "
-                    "(only with --split val: never tune on test)")
-    fr.add_argument("--cache", type=Path, default=Path(".cache"),
-                    help="where decoded data are cached (default: .cache)")
+    fr.add_argument(
+        "--crop-margin",
+        type=float,
+        default=None,
+        help="override the model's crop margin for this run",
+    )
+    fr.add_argument(
+        "--write-margin",
+        action="store_true",
+        help="store the measured margin in the model's metadata "
+        "(only with --split val: never tune on test)",
+    )
+    fr.add_argument(
+        "--cache",
+        type=Path,
+        default=Path(".cache"),
+        help="where decoded data are cached (default: .cache)",
+    )
     return parser
 
 
@@ -78,12 +146,19 @@ def _framing(args) -> int:
     if args.write_margin and args.split != "val":
         print("error: --write-margin needs --split val", file=sys.stderr)
         return 2
-    report = measure(args.model, args.data, split=args.split, n=args.n,
-                     detector=args.detector, cache_dir=args.cache,
-                     crop_margin=args.crop_margin)
+    report = measure(
+        args.model,
+        args.data,
+        split=args.split,
+        n=args.n,
+        detector=args.detector,
+        cache_dir=args.cache,
+        crop_margin=args.crop_margin,
+    )
     if args.write_margin:
-        report["crop_margin_written"] = write_margin(args.model,
-                                                     report["fer_margin_median"])
+        report["crop_margin_written"] = write_margin(
+            args.model, report["fer_margin_median"]
+        )
     print(json.dumps(report))
     return 0
 
@@ -95,16 +170,25 @@ def _recipe(args):
     if args.epochs:
         recipe = recipe.with_epochs(args.epochs)
     if args.weights is not None:
-        recipe = replace(recipe, weights=None if args.weights == "none" else args.weights)
+        recipe = replace(
+            recipe, weights=None if args.weights == "none" else args.weights
+        )
     return recipe
 
 
 def _train(args) -> int:
     from .train import TrainConfig, train
 
-    config = TrainConfig(data=args.data, out=args.out, recipe=_recipe(args),
-                         checkpoints=args.checkpoints, init=args.init,
-                         cache_dir=args.cache, seed=args.seed, limit=args.limit)
+    config = TrainConfig(
+        data=args.data,
+        out=args.out,
+        recipe=_recipe(args),
+        checkpoints=args.checkpoints,
+        init=args.init,
+        cache_dir=args.cache,
+        seed=args.seed,
+        limit=args.limit,
+    )
     path = train(config)
     print(f"saved {path} (card: {path.parent / 'model_card.md'})")
     return 0
@@ -117,17 +201,23 @@ def _evaluate(args) -> int:
     if args.json:
         print(json.dumps(report))
         return 0
-    print(f"{args.model} on {args.split} ({report['n']} images): "
-          f"accuracy {report['accuracy']:.4f}, macro F1 {report['macro_f1']:.4f}")
+    print(
+        f"{args.model} on {args.split} ({report['n']} images): "
+        f"accuracy {report['accuracy']:.4f}, macro F1 {report['macro_f1']:.4f}"
+    )
     for name, s in report["per_class"].items():
-        print(f"  {name:9s} precision {s['precision']:.3f} recall {s['recall']:.3f} "
-              f"f1 {s['f1']:.3f} (n={s['support']})")
+        print(
+            f"  {name:9s} precision {s['precision']:.3f} recall {s['recall']:.3f} "
+            f"f1 {s['f1']:.3f} (n={s['support']})"
+        )
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+    )
     from analyzer.modelfile import ModelFileError
 
     from .data import DataError

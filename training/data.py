@@ -88,7 +88,8 @@ def _load_folders(split_dir: Path) -> FerSplit:
     for class_dir in sorted(p for p in split_dir.iterdir() if p.is_dir()):
         if class_dir.name.lower() not in EMOTIONS:
             raise DataError(
-                f"unknown class folder {class_dir}: expected one of {', '.join(EMOTIONS)}"
+                f"unknown class folder {class_dir}: "
+                f"expected one of {', '.join(EMOTIONS)}"
             )
         label = EMOTIONS.index(class_dir.name.lower())
         for path in sorted(class_dir.iterdir()):
@@ -138,7 +139,9 @@ def _parse_pixels(text: str, path: Path, line: int) -> np.ndarray:
     except ValueError:
         raise DataError(f"{path}:{line}: pixels are not integers") from None
     if values.size != FER_SIZE * FER_SIZE or values.min() < 0 or values.max() > 255:
-        raise DataError(f"{path}:{line}: expected {FER_SIZE * FER_SIZE} pixels in 0..255")
+        raise DataError(
+            f"{path}:{line}: expected {FER_SIZE * FER_SIZE} pixels in 0..255"
+        )
     return values.astype(np.uint8).reshape(FER_SIZE, FER_SIZE)
 
 
@@ -176,7 +179,9 @@ def load_cached(root: str | Path, split: str, cache_dir: Path | None) -> FerSpli
     if cache_dir is None:
         return load_split(root, split)
     root = Path(root).resolve()
-    key = hashlib.sha256(f"{root}|{root.stat().st_mtime_ns}|{split}".encode()).hexdigest()
+    key = hashlib.sha256(
+        f"{root}|{root.stat().st_mtime_ns}|{split}".encode()
+    ).hexdigest()
     cached = Path(cache_dir) / f"fer-{split}-{key[:16]}.npz"
     if cached.exists():
         with np.load(cached) as f:

@@ -56,8 +56,12 @@ def metrics(labels: np.ndarray, probs: np.ndarray) -> dict:
     }
 
 
-def evaluate(model_path: Path, data_root: Path, split: str = "test",
-             cache_dir: Path | None = None) -> dict:
+def evaluate(
+    model_path: Path,
+    data_root: Path,
+    split: str = "test",
+    cache_dir: Path | None = None,
+) -> dict:
     """Load a saved model and report its metrics on one split of a data set."""
     import keras
 

@@ -47,8 +47,9 @@ def paste_faces(split: FerSplit, folder: Path, seed: int = 0) -> list[Pasted]:
     for i, (face, label) in enumerate(zip(split.images, split.labels, strict=True)):
         frame = _canvas(rng)
         x, y = (int(v) for v in rng.integers(0, CANVAS - FACE, size=2))
-        frame[y:y + FACE, x:x + FACE] = cv2.resize(face, (FACE, FACE),
-                                                 interpolation=cv2.INTER_CUBIC)
+        frame[y : y + FACE, x : x + FACE] = cv2.resize(
+            face, (FACE, FACE), interpolation=cv2.INTER_CUBIC
+        )
         path = folder / f"{i:05d}.png"
         cv2.imwrite(str(path), cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR))
         pasted.append(Pasted(path, int(label), (x, y, x + FACE, y + FACE)))
@@ -62,9 +63,16 @@ def _best_faces(out: Path):
     return faces.sort_values("det_score").groupby("source").tail(1).set_index("source")
 
 
-def measure(model_path: Path, data_root: Path, *, split: str = "val", n: int = 500,
-            detector: str = "auto", cache_dir: Path | None = None,
-            crop_margin: float | None = None) -> dict:
+def measure(
+    model_path: Path,
+    data_root: Path,
+    *,
+    split: str = "val",
+    n: int = 500,
+    detector: str = "auto",
+    cache_dir: Path | None = None,
+    crop_margin: float | None = None,
+) -> dict:
     """Run the analyzer on pasted faces and compare with direct classification.
 
     Args:
@@ -89,7 +97,9 @@ def measure(model_path: Path, data_root: Path, *, split: str = "val", n: int = 5
     if crop_margin is not None:
         from dataclasses import replace
 
-        runtime.classifier.info = replace(runtime.classifier.info, crop_margin=crop_margin)
+        runtime.classifier.info = replace(
+            runtime.classifier.info, crop_margin=crop_margin
+        )
     with tempfile.TemporaryDirectory() as tmp:
         images = Path(tmp) / "in"
         images.mkdir()
@@ -118,15 +128,22 @@ def _compare(pasted: list[Pasted], best, direct: np.ndarray, runtime) -> dict:
         side = max(row["x2"] - row["x1"], row["y2"] - row["y1"])
         margins.append((FACE / side - 1.0) / 2.0)
     return {
-        "n": len(pasted), "detector": runtime.detector_name,
+        "n": len(pasted),
+        "detector": runtime.detector_name,
         "crop_margin_used": runtime.classifier.info.crop_margin,
         "detected": round(float(found.mean()), 4),
         "accuracy_direct": round(float((direct == labels).mean()), 4),
         "accuracy_pipeline": round(float((piped == labels).mean()), 4),
-        "accuracy_direct_on_detected": round(float(
-            (direct[found] == labels[found]).mean()), 4) if found.any() else None,
-        "accuracy_pipeline_on_detected": round(float(
-            (piped[found] == labels[found]).mean()), 4) if found.any() else None,
+        "accuracy_direct_on_detected": round(
+            float((direct[found] == labels[found]).mean()), 4
+        )
+        if found.any()
+        else None,
+        "accuracy_pipeline_on_detected": round(
+            float((piped[found] == labels[found]).mean()), 4
+        )
+        if found.any()
+        else None,
         "fer_margin_median": round(float(np.median(margins)), 4) if margins else None,
     }
 

@@ -71,8 +71,15 @@ def _base(recipe: Recipe):
     except Exception as exc:  # keras raises several types for a failed download
         if weights != "imagenet":
             raise
-        cache = Path(keras.config.keras_home() if hasattr(keras.config, "keras_home")
-                     else Path.home() / ".keras") / "models" / WEIGHTS_FILE
+        cache = (
+            Path(
+                keras.config.keras_home()
+                if hasattr(keras.config, "keras_home")
+                else Path.home() / ".keras"
+            )
+            / "models"
+            / WEIGHTS_FILE
+        )
         raise WeightsUnavailable(
             f"could not download the ImageNet weights for EfficientNetB1 ({exc}). "
             f"Place {WEIGHTS_FILE} at {cache} (or pass its path with --weights "

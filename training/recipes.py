@@ -64,10 +64,20 @@ PAPER = Recipe(
     dropout=0.5,
     weights="imagenet",
     phases=(
-        Phase("head", epochs=10, learning_rate=1e-3, trainable="head",
-              early_stopping_patience=3),
-        Phase("fine-tune", epochs=30, learning_rate=1e-5, trainable="after:200",
-              early_stopping_patience=5),
+        Phase(
+            "head",
+            epochs=10,
+            learning_rate=1e-3,
+            trainable="head",
+            early_stopping_patience=3,
+        ),
+        Phase(
+            "fine-tune",
+            epochs=30,
+            learning_rate=1e-5,
+            trainable="after:200",
+            early_stopping_patience=5,
+        ),
     ),
     notes=("The seed report's transfer-learning setup.",),
 )
@@ -84,8 +94,15 @@ CPU = Recipe(
     zoom=0.1,
     zero_init_residual=True,
     phases=(
-        Phase("from-scratch", epochs=24, learning_rate=2e-3, optimizer="adamw",
-              weight_decay=0.05, schedule="cosine", warmup_epochs=1.0),
+        Phase(
+            "from-scratch",
+            epochs=24,
+            learning_rate=2e-3,
+            optimizer="adamw",
+            weight_decay=0.05,
+            schedule="cosine",
+            warmup_epochs=1.0,
+        ),
     ),
     notes=(
         "From scratch at FER2013's native 48 px.",

@@ -130,13 +130,21 @@ def _run_phase(model, config: TrainConfig, index: int, phase: Phase, data) -> No
     steps = math.ceil(len(x_train) / recipe.batch_size)
     model.compile(
         optimizer=_optimizer(phase, steps),
-        loss=keras.losses.CategoricalCrossentropy(label_smoothing=recipe.label_smoothing),
+        loss=keras.losses.CategoricalCrossentropy(
+            label_smoothing=recipe.label_smoothing
+        ),
         metrics=["accuracy"],
     )
     logger.info("phase %s: %d epochs x %d steps", phase.name, phase.epochs, steps)
     model.fit(
-        x_train, y_train, sample_weight=w_train, validation_data=(x_val, y_val),
-        batch_size=recipe.batch_size, epochs=phase.epochs, shuffle=True, verbose=0,
+        x_train,
+        y_train,
+        sample_weight=w_train,
+        validation_data=(x_val, y_val),
+        batch_size=recipe.batch_size,
+        epochs=phase.epochs,
+        shuffle=True,
+        verbose=0,
         callbacks=_callbacks(config, phase_dir, phase),
     )
     best = phase_dir / "best.keras"

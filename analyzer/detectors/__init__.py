@@ -38,5 +38,11 @@ def create_detector(name: str = "auto", **kwargs) -> Detector:
     return DETECTORS.create(resolve(name), **kwargs)
 
 
-__all__ = ["DETECTORS", "Detector", "DetectorUnavailable", "EMBEDDED_DEFAULT",
-           "create_detector", "resolve"]
+__all__ = [
+    "DETECTORS",
+    "Detector",
+    "DetectorUnavailable",
+    "EMBEDDED_DEFAULT",
+    "create_detector",
+    "resolve",
+]

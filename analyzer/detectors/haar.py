@@ -1,4 +1,4 @@
-"""OpenCV's frontal-face Haar cascade: fast, offline, shipped inside the OpenCV wheel."""
+"""OpenCV's frontal-face Haar cascade: fast, offline, inside the OpenCV wheel."""
 
 from __future__ import annotations
 
@@ -20,8 +20,13 @@ class HaarDetector:
 
     name = "haar"
 
-    def __init__(self, *, min_face: float = 0.08, scale_factor: float = 1.1,
-                 min_neighbors: int = 5) -> None:
+    def __init__(
+        self,
+        *,
+        min_face: float = 0.08,
+        scale_factor: float = 1.1,
+        min_neighbors: int = 5,
+    ) -> None:
         import cv2
 
         path = getattr(getattr(cv2, "data", None), "haarcascades", "") + CASCADE
@@ -33,7 +38,10 @@ class HaarDetector:
             )
         self._cv2 = cv2
         self.min_face, self.scale_factor, self.min_neighbors = (
-            min_face, scale_factor, min_neighbors)
+            min_face,
+            scale_factor,
+            min_neighbors,
+        )
 
     def detect(self, frames: list[np.ndarray]) -> list[Faces]:
         return [self._detect_one(frame) for frame in frames]
@@ -43,8 +51,11 @@ class HaarDetector:
         gray = cv2.equalizeHist(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY))
         side = max(16, int(min(gray.shape) * self.min_face))
         boxes, _, weights = self._cascade.detectMultiScale3(
-            gray, scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors,
-            minSize=(side, side), outputRejectLevels=True,
+            gray,
+            scaleFactor=self.scale_factor,
+            minNeighbors=self.min_neighbors,
+            minSize=(side, side),
+            outputRejectLevels=True,
         )
         if len(boxes) == 0:
             return Faces.empty()

@@ -16,8 +16,11 @@ from ..faces import Faces
 from .base import DetectorUnavailable
 
 # retina-face picks TensorFlow, then PyTorch, then ONNX; each has its own file.
-WEIGHT_FILES = {"tensorflow": "retinaface.h5", "pytorch": "retinaface.pth",
-                "onnx": "retinaface.onnx"}
+WEIGHT_FILES = {
+    "tensorflow": "retinaface.h5",
+    "pytorch": "retinaface.pth",
+    "onnx": "retinaface.onnx",
+}
 
 
 def weights_path() -> Path:
@@ -69,8 +72,11 @@ class RetinaFaceDetector:
 
     def _detect_one(self, frame: np.ndarray) -> Faces:
         found = self._retinaface.detect_faces(
-            frame, threshold=self.threshold, model=self._model,
-            allow_upscaling=self.allow_upscaling)
+            frame,
+            threshold=self.threshold,
+            model=self._model,
+            allow_upscaling=self.allow_upscaling,
+        )
         if not isinstance(found, dict) or not found:
             return Faces.empty()
         boxes = [face["facial_area"] for face in found.values()]

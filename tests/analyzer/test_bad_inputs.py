@@ -19,6 +19,7 @@ def _truncated(faststart):
         moving_blob_video(path, 60, faststart=faststart)
         data = path.read_bytes()
         path.write_bytes(data[: len(data) // 2])
+
     return make
 
 
@@ -29,8 +30,13 @@ BAD_FILES = [
     ("garbage.mov", lambda p: p.write_bytes(os.urandom(5000)), "cannot open video"),
     ("index_lost.mp4", _truncated(faststart=False), "cannot open video"),
     ("truncated.mp4", _truncated(faststart=True), "truncated: decoded"),
-    ("cut.jpg", lambda p: p.write_bytes(
-        write_image(p, blob_frame(64, 64, [])).read_bytes()[:40]), "decodable"),
+    (
+        "cut.jpg",
+        lambda p: p.write_bytes(
+            write_image(p, blob_frame(64, 64, [])).read_bytes()[:40]
+        ),
+        "decodable",
+    ),
 ]
 
 
@@ -71,8 +77,13 @@ def test_unreadable_file(tmp_path, runtime, monkeypatch):
     assert "Permission denied" in rows["locked.png"]["error"]
 
 
-ODD_NAMES = ["with space.mp4", "ünïcødé 表情.png", "quote's \"double\".jpg",
-             "<script>.mp4", "a>b<c.png"]
+ODD_NAMES = [
+    "with space.mp4",
+    "ünïcødé 表情.png",
+    'quote\'s "double".jpg',
+    "<script>.mp4",
+    "a>b<c.png",
+]
 
 
 def test_odd_file_names(tmp_path, runtime):

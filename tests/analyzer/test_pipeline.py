@@ -12,11 +12,27 @@ from analyzer.labels import EMOTIONS
 from analyzer.pipeline import Runtime, run
 from analyzer.records import FACE_SCHEMA, SOURCE_SCHEMA, read_part_metadata
 
-from ..helpers import (CONSTANT_PROBS, blob_frame, make_video, moving_blob_video,
-                       write_image)
+from ..helpers import (
+    CONSTANT_PROBS,
+    blob_frame,
+    make_video,
+    moving_blob_video,
+    write_image,
+)
 
-FACE_COLUMNS = ["source", "frame_index", "timestamp_s", "track_id", "x1", "y1", "x2",
-                "y2", "det_score", *EMOTIONS, "emotion"]
+FACE_COLUMNS = [
+    "source",
+    "frame_index",
+    "timestamp_s",
+    "track_id",
+    "x1",
+    "y1",
+    "x2",
+    "y2",
+    "det_score",
+    *EMOTIONS,
+    "emotion",
+]
 
 
 @pytest.fixture
@@ -32,7 +48,9 @@ def media(tmp_path):
 
 
 def make_runtime(tiny_model, **overrides) -> Runtime:
-    return Runtime.create(AnalyzerConfig(model=tiny_model, detector="fake", **overrides))
+    return Runtime.create(
+        AnalyzerConfig(model=tiny_model, detector="fake", **overrides)
+    )
 
 
 def test_schema_dtypes_and_probabilities(media, tmp_path, runtime):
@@ -57,8 +75,9 @@ def test_sources_table_tells_no_face_from_not_analyzed(media, tmp_path, runtime)
     run([media], out, runtime, progress=False)
     sources = pd.read_parquet(out / "sources.parquet").set_index("source")
     assert sources.loc["readme.txt", "status"] == "skipped"
-    assert sources.loc["noface.jpg", ["status", "faces", "frames_analyzed"]].tolist() \
-        == ["ok", 0, 1]
+    assert sources.loc[
+        "noface.jpg", ["status", "faces", "frames_analyzed"]
+    ].tolist() == ["ok", 0, 1]
     clip = sources.loc["clip.mp4"]
     assert clip["frames_total"] == 30 and clip["frames_analyzed"] == 15  # 10 -> 5 fps
     frames = pd.read_parquet(out / "frames")
@@ -83,8 +102,12 @@ def test_timestamps_come_from_presentation_times(tmp_path, tiny_model):
     frames = [blob_frame(160, 120, [(20 + 3 * i, 30, 30)]) for i in range(len(pts))]
     make_video(tmp_path / "vfr.mkv", frames, fps=10, pts_ms=pts)
     out = tmp_path / "out"
-    run([tmp_path / "vfr.mkv"], out, make_runtime(tiny_model, sample_fps=None),
-        progress=False)
+    run(
+        [tmp_path / "vfr.mkv"],
+        out,
+        make_runtime(tiny_model, sample_fps=None),
+        progress=False,
+    )
     ts = pd.read_parquet(out / "frames")["timestamp_s"].to_numpy()
     np.testing.assert_allclose(ts, np.array(pts) / 1000, atol=0.002)
     assert np.all(np.diff(ts) > 0)
@@ -93,8 +116,12 @@ def test_timestamps_come_from_presentation_times(tmp_path, tiny_model):
 def test_one_track_follows_one_moving_face(tmp_path, tiny_model):
     moving_blob_video(tmp_path / "clip.mp4", 40)
     out = tmp_path / "out"
-    run([tmp_path / "clip.mp4"], out, make_runtime(tiny_model, sample_fps=None),
-        progress=False)
+    run(
+        [tmp_path / "clip.mp4"],
+        out,
+        make_runtime(tiny_model, sample_fps=None),
+        progress=False,
+    )
     faces = pd.read_parquet(out / "faces")
     assert len(faces) == 40 and faces["track_id"].nunique() == 1
 
@@ -109,7 +136,9 @@ def test_rerun_skips_finished_sources_without_duplicates(media, tmp_path, runtim
     assert [r["faces"] for r in second.rows] == [r["faces"] for r in first.rows]
 
 
-def test_changed_input_or_settings_is_analyzed_again(media, tmp_path, runtime, tiny_model):
+def test_changed_input_or_settings_is_analyzed_again(
+    media, tmp_path, runtime, tiny_model
+):
     out = tmp_path / "out"
     run([media], out, runtime, progress=False)
     moving_blob_video(media / "clip.mp4", 10)  # the file changes
@@ -121,8 +150,9 @@ def test_changed_input_or_settings_is_analyzed_again(media, tmp_path, runtime, t
     assert other.reused == 0
 
 
-def test_interrupted_run_leaves_no_partial_part_and_resumes(media, tmp_path, tiny_model,
-                                                            monkeypatch):
+def test_interrupted_run_leaves_no_partial_part_and_resumes(
+    media, tmp_path, tiny_model, monkeypatch
+):
     out = tmp_path / "out"
     runtime = make_runtime(tiny_model)
     calls = {"n": 0}
@@ -149,8 +179,9 @@ def test_interrupted_run_leaves_no_partial_part_and_resumes(media, tmp_path, tin
 
 def test_detector_runs_on_keyframes_only(tmp_path, tiny_model):
     moving_blob_video(tmp_path / "clip.mp4", 30, fps=10)
-    runtime = make_runtime(tiny_model, sample_fps=None, detect_interval_s=0.5,
-                           detect_batch=1)
+    runtime = make_runtime(
+        tiny_model, sample_fps=None, detect_interval_s=0.5, detect_batch=1
+    )
     run([tmp_path / "clip.mp4"], tmp_path / "out", runtime, progress=False)
     assert runtime.detector.calls == 6  # 3 s at one detection per 0.5 s
     faces = pd.read_parquet(tmp_path / "out" / "faces")
@@ -164,5 +195,6 @@ def test_detection_on_downscaled_frames_maps_boxes_back(tmp_path, tiny_model):
         runtime = make_runtime(tiny_model, sample_fps=None, detect_max_side=side)
         run([tmp_path / "clip.mp4"], tmp_path / f"out{side}", runtime, progress=False)
         out[side] = pd.read_parquet(tmp_path / f"out{side}" / "faces")
-    np.testing.assert_allclose(out[80][["x1", "y1", "x2", "y2"]],
-                               out[0][["x1", "y1", "x2", "y2"]], atol=2.5)
+    np.testing.assert_allclose(
+        out[80][["x1", "y1", "x2", "y2"]], out[0][["x1", "y1", "x2", "y2"]], atol=2.5
+    )

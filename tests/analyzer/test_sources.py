@@ -15,8 +15,12 @@ def test_find_sources_walks_and_classifies(tmp_path):
     out.mkdir()
     (out / "leftover.mp4").write_bytes(b"")
     found = {s.name: s.kind for s in find_sources([tmp_path], exclude=out)}
-    assert found == {"a/x.MP4": "video", "a/b/y.jpeg": "image", "z.txt": "other",
-                     "a/b/w.webm": "video"}
+    assert found == {
+        "a/x.MP4": "video",
+        "a/b/y.jpeg": "image",
+        "z.txt": "other",
+        "a/b/w.webm": "video",
+    }
     with pytest.raises(FileNotFoundError):
         find_sources([tmp_path / "missing"])
 

@@ -32,14 +32,18 @@ def test_faces_checks_shapes():
     assert len(Faces.empty()) == 0
 
 
-@pytest.mark.parametrize(("a", "b", "expected"), [
-    ([0, 0, 10, 10], [0, 0, 10, 10], 1.0),
-    ([0, 0, 10, 10], [5, 0, 15, 10], 50 / 150),
-    ([0, 0, 10, 10], [20, 20, 30, 30], 0.0),
-])
+@pytest.mark.parametrize(
+    ("a", "b", "expected"),
+    [
+        ([0, 0, 10, 10], [0, 0, 10, 10], 1.0),
+        ([0, 0, 10, 10], [5, 0, 15, 10], 50 / 150),
+        ([0, 0, 10, 10], [20, 20, 30, 30], 0.0),
+    ],
+)
 def test_iou(a, b, expected):
-    assert iou_matrix(np.array([a], float), np.array([b], float))[0, 0] == \
-        pytest.approx(expected)
+    assert iou_matrix(np.array([a], float), np.array([b], float))[
+        0, 0
+    ] == pytest.approx(expected)
 
 
 def _faces(*boxes):
@@ -84,8 +88,9 @@ def test_model_info_errors(tmp_path):
 
 def test_classifier_reorders_by_model_class_names(tmp_path):
     shuffled = tuple(reversed(EMOTIONS))
-    classifier = EmotionClassifier(constant_model(tmp_path / "m.keras",
-                                                  class_names=shuffled))
+    classifier = EmotionClassifier(
+        constant_model(tmp_path / "m.keras", class_names=shuffled)
+    )
     probs = classifier.predict(np.zeros((3, 48, 48, 1), np.uint8))
     np.testing.assert_allclose(probs, np.tile(CONSTANT_PROBS, (3, 1)), atol=1e-5)
 

@@ -22,10 +22,19 @@ from ..helpers import blob_frame, make_video, moving_blob_video, write_image
 
 XSS = '"><img src=x onerror=alert(1)>.mp4'
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-BROWSER_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
-ARTIFACTS = Path(os.environ.get("TEST_ARTIFACTS", Path(__file__).parents[2] / "artifacts"))
+BROWSER_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+ARTIFACTS = Path(
+    os.environ.get("TEST_ARTIFACTS", Path(__file__).parents[2] / "artifacts")
+)
 
 
 @pytest.fixture
@@ -64,8 +73,10 @@ def test_user_strings_are_escaped(analyzed):
     render(analyzed)
     for name, text in _pages(analyzed).items():
         assert "<img src=x" not in text, name
-    assert "&lt;img src=x onerror=alert(1)&gt;" in (analyzed / "report" / "index.html"
-                                                   ).read_text()
+    assert (
+        "&lt;img src=x onerror=alert(1)&gt;"
+        in (analyzed / "report" / "index.html").read_text()
+    )
 
 
 def test_empty_and_image_only_runs(tmp_path, runtime):
@@ -86,9 +97,19 @@ def _hour_long_run(out: Path) -> None:
     t = t[(t < 1000) | (t > 1060)]
     rng = np.random.default_rng(0)
     probs = rng.dirichlet(np.ones(7), size=len(t)).astype(np.float32)
-    faces = pd.DataFrame({"source": "long.mp4", "frame_index": np.arange(len(t)) * 6,
-                          "timestamp_s": t, "track_id": 0, "x1": 10.0, "y1": 10.0,
-                          "x2": 60.0, "y2": 60.0, "det_score": 0.99})
+    faces = pd.DataFrame(
+        {
+            "source": "long.mp4",
+            "frame_index": np.arange(len(t)) * 6,
+            "timestamp_s": t,
+            "track_id": 0,
+            "x1": 10.0,
+            "y1": 10.0,
+            "x2": 60.0,
+            "y2": 60.0,
+            "det_score": 0.99,
+        }
+    )
     for i, e in enumerate(EMOTIONS):
         faces[e] = probs[:, i]
     faces["emotion"] = np.array(EMOTIONS)[probs.argmax(axis=1)]
@@ -96,11 +117,25 @@ def _hour_long_run(out: Path) -> None:
     (out / "frames").mkdir()
     faces.to_parquet(out / "faces" / "long.parquet")
     faces[["source", "frame_index", "timestamp_s"]].assign(faces=1).to_parquet(
-        out / "frames" / "long.parquet")
-    write_sources(out, [{"source": "long.mp4", "kind": "video", "status": "ok",
-                         "frames_total": 108_000, "frames_analyzed": len(t),
-                         "fps": 30.0, "duration_s": 3600.0, "faces": len(t),
-                         "tracks": 1, "path": str(out / "missing.mp4")}])
+        out / "frames" / "long.parquet"
+    )
+    write_sources(
+        out,
+        [
+            {
+                "source": "long.mp4",
+                "kind": "video",
+                "status": "ok",
+                "frames_total": 108_000,
+                "frames_analyzed": len(t),
+                "fps": 30.0,
+                "duration_s": 3600.0,
+                "faces": len(t),
+                "tracks": 1,
+                "path": str(out / "missing.mp4"),
+            }
+        ],
+    )
 
 
 def test_long_video_page_stays_small(tmp_path):
@@ -116,23 +151,38 @@ def test_timeline_downsamples_and_marks_gaps():
     data = timeline(track, 0.2, max_points=100)
     assert len(data) <= 101 + 1
     assert data[EMOTIONS[0]].isna().sum() == 1  # one gap row between the stretches
-    episodes = longest_episodes(pd.DataFrame({"timestamp_s": [0, 0.2, 0.4, 5.0],
-                                              "emotion": ["sad"] * 4}), 0.2)
+    episodes = longest_episodes(
+        pd.DataFrame({"timestamp_s": [0, 0.2, 0.4, 5.0], "emotion": ["sad"] * 4}), 0.2
+    )
     assert episodes["sad"] == pytest.approx(0.6)
 
 
 def _browser(url: str, *extra: str, user_dir: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [CHROMIUM, *BROWSER_FLAGS, f"--user-data-dir={user_dir}",
-         "--virtual-time-budget=8000", "--enable-logging=stderr", "--v=0", *extra, url],
-        capture_output=True, text=True, timeout=120)
+        [
+            CHROMIUM,
+            *BROWSER_FLAGS,
+            f"--user-data-dir={user_dir}",
+            "--virtual-time-budget=8000",
+            "--enable-logging=stderr",
+            "--v=0",
+            *extra,
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed")
 def test_pages_in_headless_browser(analyzed, tmp_path):
     index = render(analyzed)
-    video = next(p for p in (analyzed / "report").glob("v-*.html")
-                 if "<h1>clip.mp4</h1>" in p.read_text())
+    video = next(
+        p
+        for p in (analyzed / "report").glob("v-*.html")
+        if "<h1>clip.mp4</h1>" in p.read_text()
+    )
     for page, marker in ((index, 'id="sources"'), (video, 'class="main-svg"')):
         result = _browser(page.as_uri(), "--dump-dom", user_dir=tmp_path / page.stem)
         assert marker in result.stdout, result.stderr[-2000:]
@@ -142,6 +192,10 @@ def test_pages_in_headless_browser(analyzed, tmp_path):
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     for page in (index, video):
         shot = ARTIFACTS / f"report-{page.stem}.png"
-        _browser(page.as_uri(), f"--screenshot={shot}", "--window-size=1200,900",
-                 user_dir=tmp_path / f"shot-{page.stem}")
+        _browser(
+            page.as_uri(),
+            f"--screenshot={shot}",
+            "--window-size=1200,900",
+            user_dir=tmp_path / f"shot-{page.stem}",
+        )
         assert shot.stat().st_size > 10_000

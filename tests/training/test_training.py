@@ -31,7 +31,9 @@ def folder_data(tmp_path):
         for name in reversed(FOLDER_CLASSES):  # creation order must not matter
             (root / split / name).mkdir(parents=True)
             for i in range(n):
-                write_image(root / split / name / f"{i}.png", _face(EMOTIONS.index(name)))
+                write_image(
+                    root / split / name / f"{i}.png", _face(EMOTIONS.index(name))
+                )
     return root
 
 
@@ -67,11 +69,19 @@ def test_missing_class_folder_is_allowed(folder_data):
     assert split.class_counts()[EMOTIONS.index("neutral")] == 0
 
 
-@pytest.mark.parametrize(("make", "message"), [
-    (lambda r: (r / "train" / "contempt").mkdir(), "unknown class folder .*contempt"),
-    (lambda r: (r / "train" / "sad" / "bad.jpg").write_bytes(b"xx"),
-     "cannot decode image .*bad.jpg"),
-])
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (
+            lambda r: (r / "train" / "contempt").mkdir(),
+            "unknown class folder .*contempt",
+        ),
+        (
+            lambda r: (r / "train" / "sad" / "bad.jpg").write_bytes(b"xx"),
+            "cannot decode image .*bad.jpg",
+        ),
+    ],
+)
 def test_loader_errors_name_the_culprit(folder_data, make, message):
     make(folder_data)
     with pytest.raises(DataError, match=message):
@@ -116,8 +126,11 @@ def test_zero_init_makes_residual_blocks_identities():
 
     model = build_model(replace(CPU, image_size=32))
     base = model.get_layer("efficientnetb1")
-    gammas = {l.name: np.asarray(l.gamma) for l in base.layers
-              if l.name.endswith("_project_bn")}
+    gammas = {
+        layer.name: np.asarray(layer.gamma)
+        for layer in base.layers
+        if layer.name.endswith("_project_bn")
+    }
     assert np.all(gammas["block1a_project_bn"] == 1)  # no residual add: untouched
     assert np.all(gammas["block2b_project_bn"] == 0)
 
@@ -127,8 +140,19 @@ def test_train_one_step_save_load_and_evaluate_json(folder_data, tmp_path, capsy
     tiny = replace(CPU, image_size=32, batch_size=8).with_epochs(1)
     RECIPES["tiny-test"] = replace(tiny, name="tiny-test")
     try:
-        code = main(["train", "--data", str(folder_data), "--out", str(out),
-                     "--recipe", "tiny-test", "--cache", str(tmp_path / "cache")])
+        code = main(
+            [
+                "train",
+                "--data",
+                str(folder_data),
+                "--out",
+                str(out),
+                "--recipe",
+                "tiny-test",
+                "--cache",
+                str(tmp_path / "cache"),
+            ]
+        )
     finally:
         del RECIPES["tiny-test"]
     assert code == 0
@@ -139,9 +163,21 @@ def test_train_one_step_save_load_and_evaluate_json(folder_data, tmp_path, capsy
     card = json.loads((out / "model_card.json").read_text())
     assert set(card["results"]) == {"validation", "test"}
     capsys.readouterr()
-    assert main(["evaluate", "--data", str(folder_data), "--model",
-                 str(out / "model.keras"), "--json", "--cache",
-                 str(tmp_path / "cache")]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--data",
+                str(folder_data),
+                "--model",
+                str(out / "model.keras"),
+                "--json",
+                "--cache",
+                str(tmp_path / "cache"),
+            ]
+        )
+        == 0
+    )
     report = json.loads(capsys.readouterr().out)
     assert report["n"] == 14 and 0 <= report["accuracy"] <= 1
     assert set(report["per_class"]) == set(EMOTIONS)

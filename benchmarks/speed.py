@@ -1,0 +1,231 @@
+"""Speed of the analyzer against the `fer` package and against decoding alone.
+
+In one run on one machine, for each clip in ../shared/media and for woman2.mp4
+looped 10 times: decode-only frames/s (the limit), our analyzer with every frame
+and with the default sampling, and fer with the same sampling (every frame, and
+every Nth frame with N = fps / 5), all timed as whole processes (wall time, peak
+RSS). Prints a table with the ratios and writes it as JSON. Also checks memory on a
+10x longer input and the quality of the fast path against a slow reference run.
+
+    python benchmarks/speed.py [--media ../shared/media] [--json bench.json]
+        [--peer .peer-venv/bin/python] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+
+HERE = Path(__file__).resolve().parent
+
+
+def loop_video(src: Path, dest: Path, times: int) -> Path:
+    """Concatenate a clip with itself by remuxing (no re-encoding)."""
+    import av
+
+    stream, span = None, 0
+    with av.open(str(dest), "w") as out:
+        for i in range(times):
+            with av.open(str(src)) as inp:
+                vin = inp.streams.video[0]
+                if stream is None:
+                    stream = out.add_stream_from_template(vin)
+                end = 0
+                for packet in inp.demux(vin):
+                    if packet.dts is None:
+                        continue
+                    end = max(end, packet.pts + (packet.duration or 0))
+                    packet.pts += i * span
+                    packet.dts += i * span
+                    packet.stream = stream
+                    out.mux(packet)
+                span = span or end
+    return dest
+
+
+def decode_only(path: Path) -> dict:
+    import av
+
+    started, n = time.perf_counter(), 0
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        for frame in container.decode(stream):
+            frame.to_ndarray(format="bgr24")
+            n += 1
+    seconds = time.perf_counter() - started
+    return {"frames": n, "wall_s": round(seconds, 2), "fps": round(n / seconds, 1)}
+
+
+def timed(cmd: list[str]) -> tuple[float, float, str]:
+    """Wall seconds, peak RSS (MB) and stdout of a whole process."""
+    with tempfile.NamedTemporaryFile("r", suffix=".time") as stats:
+        started = time.perf_counter()
+        result = subprocess.run(
+            ["/usr/bin/time", "-f", "%M", "-o", stats.name, *cmd],
+            capture_output=True,
+            text=True,
+        )
+        wall = time.perf_counter() - started
+        if result.returncode != 0:
+            raise RuntimeError(f"{cmd} failed: {result.stderr[-2000:]}")
+        return wall, int(stats.read().split()[-1]) / 1024, result.stdout
+
+
+def ours(path: Path, out: Path, *flags: str) -> dict:
+    wall, rss, _ = timed(
+        [
+            sys.executable,
+            "-m",
+            "analyzer",
+            str(path),
+            "--out",
+            str(out),
+            "--no-report",
+            "-q",
+            *flags,
+        ]
+    )
+    source = pd.read_parquet(out / "sources.parquet").iloc[0]
+    n = int(source["frames_analyzed"])
+    return {
+        "wall_s": round(wall, 2),
+        "frames_analyzed": n,
+        "fps": round(n / wall, 1),
+        "faces_per_s": round(int(source["faces"]) / wall, 1),
+        "peak_rss_mb": round(rss),
+    }
+
+
+def fer(peer: Path, path: Path, frequency: int) -> dict:
+    wall, rss, stdout = timed(
+        [str(peer), str(HERE / "fer_peer.py"), str(path), "--frequency", str(frequency)]
+    )
+    n = json.loads(stdout)["frames_analyzed"]
+    return {
+        "wall_s": round(wall, 2),
+        "frames_analyzed": n,
+        "fps": round(n / wall, 1),
+        "peak_rss_mb": round(rss),
+    }
+
+
+def quality(path: Path, tmp: Path) -> dict:
+    """The default fast path against detection on every full-size frame."""
+    ours(
+        path,
+        tmp / "reference",
+        "--every-frame",
+        "--detect-interval",
+        "0",
+        "--detect-max-side",
+        "0",
+    )
+    ours(path, tmp / "fast", "--every-frame")
+    ref, fast = (_largest_face(tmp / name) for name in ("reference", "fast"))
+    frames = pd.read_parquet(tmp / "fast" / "frames")
+    both = ref.join(fast, lsuffix="_ref", how="inner")
+    return {
+        "frames": len(frames),
+        "frames_with_face": round(float((frames["faces"] > 0).mean()), 4),
+        "reference_frames_with_face": round(len(ref) / len(frames), 4),
+        "emotion_agreement": round(
+            float((both["emotion_ref"] == both["emotion"]).sum() / max(len(ref), 1)), 4
+        ),
+    }
+
+
+def _largest_face(out: Path) -> pd.DataFrame:
+    faces = pd.read_parquet(out / "faces")
+    faces["area"] = (faces["x2"] - faces["x1"]) * (faces["y2"] - faces["y1"])
+    return (
+        faces.sort_values("area")
+        .groupby("frame_index")
+        .tail(1)
+        .set_index("frame_index")[["emotion"]]
+    )
+
+
+def bench_clip(clip: Path, tmp: Path, peer: Path | None) -> dict:
+    import av
+
+    with av.open(str(clip)) as c:
+        fps = float(c.streams.video[0].average_rate)
+    every = max(1, round(fps / 5))
+    row = {
+        "clip": clip.name,
+        "decode": decode_only(clip),
+        "ours_every_frame": ours(clip, tmp / f"{clip.stem}-all", "--every-frame"),
+        "ours_default": ours(clip, tmp / f"{clip.stem}-default"),
+    }
+    if peer:
+        row["fer_every_frame"] = fer(peer, clip, 1)
+        row["fer_every_nth"] = fer(peer, clip, every) | {"n": every}
+    return row
+
+
+def print_table(rows: list[dict]) -> None:
+    print(
+        f"{'clip':24s} {'decode':>8s} {'ours all':>9s} {'fer all':>8s} {'ratio':>6s}"
+        f" {'ours 5fps':>9s} {'fer 1/N':>8s} {'ratio':>6s} {'ours/decode':>11s}"
+    )
+    for r in rows:
+        fa, fn = r.get("fer_every_frame", {}), r.get("fer_every_nth", {})
+        ratio = lambda a, b: f"{a / b:6.2f}" if b else "     -"  # noqa: E731
+        print(
+            f"{r['clip']:24s} {r['decode']['fps']:8.0f} "
+            f"{r['ours_every_frame']['fps']:9.1f} {fa.get('fps', 0):8.1f} "
+            f"{ratio(r['ours_every_frame']['fps'], fa.get('fps'))} "
+            f"{r['ours_default']['fps']:9.1f} {fn.get('fps', 0):8.1f} "
+            f"{ratio(r['ours_default']['fps'], fn.get('fps'))} "
+            f"{r['ours_every_frame']['fps'] / r['decode']['fps']:11.3f}"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--media", type=Path, default=Path("../shared/media"))
+    parser.add_argument("--peer", type=Path, default=Path(".peer-venv/bin/python"))
+    parser.add_argument("--json", type=Path, default=Path("bench.json"))
+    parser.add_argument(
+        "--quick", action="store_true", help="skip the 10x-longer memory check"
+    )
+    args = parser.parse_args()
+    peer = args.peer if args.peer.exists() else None
+    if peer is None:
+        print(f"no peer at {args.peer}: fer columns left empty (benchmarks/README.md)")
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        woman2 = args.media / "woman2.mp4"
+        looped = loop_video(woman2, tmp / "woman2_x10.mp4", 10)
+        clips = [*sorted(args.media.glob("*.mp4")), looped]
+        rows = [bench_clip(clip, tmp, peer) for clip in clips]
+        result = {"clips": rows, "quality_woman2": quality(woman2, tmp / "q")}
+        if not args.quick:
+            longer = loop_video(woman2, tmp / "woman2_x100.mp4", 100)
+            result["memory"] = {
+                "x10_default": ours(looped, tmp / "m10")["peak_rss_mb"],
+                "x100_default": ours(longer, tmp / "m100")["peak_rss_mb"],
+            }
+    print_table(rows)
+    print("quality:", json.dumps(result["quality_woman2"]))
+    if "memory" in result:
+        m = result["memory"]
+        print(
+            f"peak RSS x10 {m['x10_default']} MB, x100 {m['x100_default']} MB, "
+            f"ratio {m['x100_default'] / m['x10_default']:.2f}"
+        )
+    args.json.write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
