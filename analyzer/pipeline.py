@@ -25,6 +25,7 @@ from .detectors import create_detector, resolve
 from .faces import Faces
 from .records import (
     FACES_DIR,
+    SOURCES_FILE,
     PartWriter,
     face_rows,
     part_name,
@@ -355,14 +356,17 @@ def run(
 ) -> RunSummary:
     """Analyze every source under ``inputs`` into ``out``, resuming finished ones.
 
-    ``sources.parquet`` and ``run.json`` are rewritten at the end; a source's part
-    is in place as soon as that source is done, so an interrupted run loses at
-    most the source in progress and a rerun continues from there.
+    A source's part is in place as soon as that source is done, so an interrupted
+    run loses at most the source in progress and a rerun continues from there.
+    While the run is going, ``run.json`` says ``"complete": false`` and there is
+    no ``sources.parquet``; both are written when every source has been seen.
     """
     out.mkdir(parents=True, exist_ok=True)
     sources = find_sources(inputs, exclude=out)
     summary = RunSummary(rows=[])
     started = dt.datetime.now(dt.timezone.utc)
+    (out / SOURCES_FILE).unlink(missing_ok=True)
+    _write_run_facts(out, runtime, summary, started, complete=False)
     for source in tqdm(
         sources, desc="sources", unit="file", position=0, disable=not progress
     ):
@@ -375,17 +379,24 @@ def run(
                 on_failure(row)
         summary.rows.append(row)
     write_sources(out, summary.rows)
-    _write_run_facts(out, runtime, summary, started)
+    _write_run_facts(out, runtime, summary, started, complete=True)
     return summary
 
 
 def _write_run_facts(
-    out: Path, runtime: Runtime, summary: RunSummary, started: dt.datetime
+    out: Path,
+    runtime: Runtime,
+    summary: RunSummary,
+    started: dt.datetime,
+    *,
+    complete: bool,
 ) -> None:
     rows = summary.rows
+    now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     facts = runtime.part_metadata(Source(out, "", "")) | {
+        "complete": complete,
         "started": started.isoformat(timespec="seconds"),
-        "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "finished": now if complete else None,
         "sources": len(rows),
         "ok": sum(r["status"] == "ok" for r in rows),
         "failed": len(summary.failed),

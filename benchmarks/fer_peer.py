@@ -21,7 +21,8 @@ for name in ("imshow", "waitKey", "destroyAllWindows", "namedWindow"):
     setattr(cv2, name, lambda *args, **kwargs: -1)
 
 started = time.perf_counter()
-from fer import FER, Video  # noqa: E402
+from fer.classes import Video  # noqa: E402
+from fer.fer import FER  # noqa: E402
 
 
 def main() -> None:

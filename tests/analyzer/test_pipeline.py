@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
@@ -132,6 +134,7 @@ def test_rerun_skips_finished_sources_without_duplicates(media, tmp_path, runtim
     rows = len(pd.read_parquet(out / "faces"))
     second = run([media], out, runtime, progress=False)
     assert second.reused == 4  # the four media files; readme.txt is only listed
+    assert json.loads((out / "run.json").read_text())["complete"] is True
     assert len(pd.read_parquet(out / "faces")) == rows
     assert [r["faces"] for r in second.rows] == [r["faces"] for r in first.rows]
 
@@ -170,6 +173,7 @@ def test_interrupted_run_leaves_no_partial_part_and_resumes(
     finished = sorted(p.name for p in (out / "faces").iterdir())
     assert all(not name.startswith(".") for name in finished)  # no temporary files
     assert not (out / "sources.parquet").exists()
+    assert json.loads((out / "run.json").read_text())["complete"] is False
     monkeypatch.undo()
     resumed = run([media], out, runtime, progress=False)
     assert resumed.reused == len(finished)

@@ -182,3 +182,16 @@ def test_train_one_step_save_load_and_evaluate_json(folder_data, tmp_path, capsy
     assert report["n"] == 14 and 0 <= report["accuracy"] <= 1
     assert set(report["per_class"]) == set(EMOTIONS)
     assert np.array(report["confusion_matrix"]).sum() == 14
+
+
+def test_init_copies_weights_from_a_saved_model(tmp_path):
+    from training.model import build_model
+    from training.train import _load_init
+
+    recipe = replace(CPU, image_size=32)
+    source = build_model(recipe)
+    source.get_layer("emotion").bias.assign(np.arange(7, dtype="float32"))
+    source.save(tmp_path / "source.keras")
+    target = build_model(recipe)
+    _load_init(target, tmp_path / "source.keras")
+    np.testing.assert_array_equal(target.get_layer("emotion").bias, np.arange(7))
