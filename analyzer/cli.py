@@ -81,10 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--detect-max-side",
         type=int,
-        default=960,
+        default=640,
         metavar="PX",
         help="downscale larger frames to this longer side for "
-        "detection; 0 never (default: 960)",
+        "detection; 0 never (default: 640)",
     )
     parser.add_argument(
         "--batch-size",

@@ -36,7 +36,7 @@ class AnalyzerConfig:
     batch_size: int = 64
     detect_batch: int = 8
     detect_interval_s: float = DEFAULT_DETECT_INTERVAL_S
-    detect_max_side: int = 960
+    detect_max_side: int = 640
 
     def __post_init__(self) -> None:
         if self.sample_fps is not None and self.sample_fps <= 0:

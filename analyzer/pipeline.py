@@ -130,17 +130,6 @@ class _Classifier:
         self.pending, self.crops = [], 0
 
 
-def _batches(frames: Iterable[Frame], size: int) -> Iterator[list[Frame]]:
-    batch: list[Frame] = []
-    for frame in frames:
-        batch.append(frame)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
-
-
 def _frames_bar(
     source: Source, info: VideoInfo, frames: Iterator[Frame], enabled: bool
 ) -> Iterator[Frame]:
@@ -155,11 +144,6 @@ def _frames_bar(
         for frame in frames:
             bar.update(info.frames_total - bar.n)
             yield frame
-
-
-def _is_keyframe(frame: Frame, last_key: float | None, interval: float) -> bool:
-    t = frame.timestamp_s or 0.0
-    return last_key is None or t - last_key >= interval - 1e-6
 
 
 def _detect(runtime: Runtime, images: list[np.ndarray]) -> list[Faces]:
@@ -181,6 +165,53 @@ def _detect(runtime: Runtime, images: list[np.ndarray]) -> list[Faces]:
     return found
 
 
+class _Detections:
+    """Detect on keyframes, in batches, and carry tracked boxes to the frames between.
+
+    A keyframe is an analyzed frame at least ``detect_interval_s`` after the last
+    one. Frames are buffered until ``detect_batch`` keyframes are waiting (or
+    ``MAX_BUFFERED`` frames), so the detector always gets full batches: MTCNN is
+    2.5-5x faster per frame in batches of 8 than one frame at a time.
+    """
+
+    MAX_BUFFERED = 64
+
+    def __init__(self, runtime: Runtime, classify: _Classifier, tracked: bool) -> None:
+        self.runtime, self.classify, self.tracked = runtime, classify, tracked
+        self.tracker = create_tracker(runtime.config.tracker)
+        self.interval = runtime.config.detect_interval_s if tracked else 0.0
+        self.buffer: list[Frame] = []
+        self.keys: list[Frame] = []
+        self.last_key: float | None = None
+        self.current = Faces.empty()
+        self.track_ids: set[int] = set()
+
+    def add(self, frame: Frame) -> None:
+        t = frame.timestamp_s or 0.0
+        if self.last_key is None or t - self.last_key >= self.interval - 1e-6:
+            self.keys.append(frame)
+            self.last_key = t
+        self.buffer.append(frame)
+        full = len(self.keys) >= self.runtime.config.detect_batch
+        if full or len(self.buffer) >= self.MAX_BUFFERED:
+            self.flush()
+
+    def flush(self) -> None:
+        found = _detect(self.runtime, [f.image for f in self.keys])
+        by_index = {f.index: faces for f, faces in zip(self.keys, found, strict=True)}
+        for frame in self.buffer:
+            if frame.index in by_index:
+                self.current = self._identify(frame, by_index[frame.index])
+            self.track_ids.update(self.current.track_ids.tolist())
+            self.classify.add(frame, self.current)
+        self.buffer, self.keys = [], []
+
+    def _identify(self, frame: Frame, faces: Faces) -> Faces:
+        if self.tracked:
+            return self.tracker.update(faces, frame.timestamp_s or 0.0)
+        return Faces(faces.boxes, faces.scores, np.arange(len(faces)))  # an image
+
+
 def _analyze_frames(
     runtime: Runtime,
     part: PartWriter,
@@ -188,41 +219,14 @@ def _analyze_frames(
     frames: Iterable[Frame],
     tracked: bool,
 ) -> set[int]:
-    """Detect on keyframes, carry boxes between them, track, classify every frame.
-
-    A keyframe is an analyzed frame at least ``detect_interval_s`` after the last
-    one; frames in between reuse the last keyframe's tracked boxes.
-    """
-    tracker = create_tracker(runtime.config.tracker)
+    """Detect, track and classify every frame; returns the track ids seen."""
     classify = _Classifier(runtime, part, source.name)
-    interval = runtime.config.detect_interval_s if tracked else 0.0
-    track_ids: set[int] = set()
-    last_key, current = None, Faces.empty()
-    for batch in _batches(frames, runtime.config.detect_batch):
-        keys = []
-        for frame in batch:
-            if _is_keyframe(frame, last_key, interval):
-                keys.append(frame.index)
-                last_key = frame.timestamp_s or 0.0
-        found = dict(
-            zip(
-                keys,
-                _detect(runtime, [f.image for f in batch if f.index in keys]),
-                strict=True,
-            )
-        )
-        for frame in batch:
-            if frame.index in found:
-                faces = found[frame.index]
-                current = (
-                    tracker.update(faces, frame.timestamp_s or 0.0)
-                    if tracked
-                    else Faces(faces.boxes, faces.scores, np.arange(len(faces)))
-                )
-            track_ids.update(current.track_ids.tolist())
-            classify.add(frame, current)
+    detections = _Detections(runtime, classify, tracked)
+    for frame in frames:
+        detections.add(frame)
+    detections.flush()
     classify.flush()
-    return track_ids
+    return detections.track_ids
 
 
 def source_row(source: Source, **values) -> dict:
