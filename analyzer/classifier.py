@@ -57,7 +57,9 @@ class EmotionClassifier:
             FER2013's seven.
     """
 
-    def __init__(self, model_path: Path) -> None:
+    def __init__(
+        self, model_path: Path, *, runtime: str = "auto", batch_size: int = 64
+    ) -> None:
         try:
             self.info: ModelInfo = read_info(model_path)
         except ModelFileError as exc:
@@ -71,13 +73,28 @@ class EmotionClassifier:
         self._order = [self.info.class_names.index(name) for name in EMOTIONS]
         self.path = Path(model_path)
         self.sha256 = file_sha256(model_path)
-        self._model = self._load(model_path)
+        self.runtime, self._model = self._load(runtime, batch_size)
 
-    @staticmethod
-    def _load(path: Path):
+    def _load(self, runtime: str, batch_size: int):
+        """The Keras model, or its verified LiteRT copy (``auto``: when installed)."""
+        from . import litert
+
+        if runtime not in ("auto", "keras", "litert"):
+            raise ValueError(f"unknown classifier runtime {runtime!r}")
+        if runtime == "litert" or (runtime == "auto" and litert.available()):
+            try:
+                path = litert.cached_copy(self.path, self.sha256, self._load_keras)
+                return "litert", litert.LiteRTModel(path, batch_size=batch_size)
+            except (litert.ConversionError, ImportError, OSError) as exc:
+                if runtime == "litert":
+                    raise ModelUnavailable(f"no LiteRT copy: {exc}") from exc
+                logger.warning("using Keras: %s", exc)
+        return "keras", self._load_keras()
+
+    def _load_keras(self):
         import keras
 
-        return keras.saving.load_model(path, compile=False)
+        return keras.saving.load_model(self.path, compile=False)
 
     @property
     def name(self) -> str:

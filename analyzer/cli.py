@@ -93,6 +93,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="face crops per classifier call (default: 64)",
     )
     parser.add_argument(
+        "--classifier-runtime",
+        default="auto",
+        choices=["auto", "keras", "litert"],
+        help="run the Keras model itself, or its LiteRT copy (converted once, "
+        "checked against the Keras model, cached); auto: LiteRT when installed",
+    )
+    parser.add_argument(
         "--no-report",
         action="store_true",
         help="do not render the HTML report at the end",
@@ -141,6 +148,7 @@ def _run(args) -> int:
         batch_size=args.batch_size,
         detect_interval_s=args.detect_interval,
         detect_max_side=args.detect_max_side,
+        classifier_runtime=args.classifier_runtime,
     )
     try:
         runtime = Runtime.create(config)
@@ -149,6 +157,7 @@ def _run(args) -> int:
         return EXIT_USAGE
     print(
         f"detector: {runtime.detector_name}; model: {runtime.classifier.name} "
+        f"[{runtime.classifier.runtime}] "
         f"({runtime.classifier.path}); sampling: {config.sampling}",
         file=sys.stderr,
     )

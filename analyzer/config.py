@@ -27,6 +27,8 @@ class AnalyzerConfig:
             tracked boxes. 0 detects on every analyzed frame.
         detect_max_side: frames whose longer side exceeds this are downscaled for
             detection (boxes are mapped back); 0 never downscales.
+        classifier_runtime: ``keras``, ``litert`` (a verified LiteRT copy of the
+            Keras model) or ``auto`` (LiteRT when installed).
     """
 
     model: Path | None = None
@@ -37,6 +39,7 @@ class AnalyzerConfig:
     detect_batch: int = 8
     detect_interval_s: float = DEFAULT_DETECT_INTERVAL_S
     detect_max_side: int = 640
+    classifier_runtime: str = "auto"
 
     def __post_init__(self) -> None:
         if self.sample_fps is not None and self.sample_fps <= 0:
@@ -54,14 +57,15 @@ def settings_key(
 ) -> str:
     """A hash of everything that changes a source's rows: equal keys, same output.
 
-    Batch sizes are left out: they change speed, not results.
+    Batch sizes and the classifier runtime are left out: they change speed, not
+    results (the LiteRT copy matches the Keras model to 1e-4).
     """
     facts = asdict(config) | {
         "model": model_sha256,
         "detector": detector,
         "version": version,
     }
-    for key in ("batch_size", "detect_batch"):
+    for key in ("batch_size", "detect_batch", "classifier_runtime"):
         facts.pop(key)
     return hashlib.sha256(
         json.dumps(facts, sort_keys=True, default=str).encode()

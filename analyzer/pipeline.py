@@ -73,7 +73,11 @@ class Runtime:
             ModelUnavailable, DetectorUnavailable, KeyError: with a message for the
                 user (missing model or weights, unknown backend name).
         """
-        classifier = EmotionClassifier(config.model or default_model())
+        classifier = EmotionClassifier(
+            config.model or default_model(),
+            runtime=config.classifier_runtime,
+            batch_size=config.batch_size,
+        )
         name = resolve(config.detector)
         return cls(config, create_detector(name), classifier, name)
 

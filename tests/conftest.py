@@ -22,6 +22,12 @@ if "fake" not in DETECTORS:
     DETECTORS.register("fake")(BlobDetector)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def litert_cache(tmp_path_factory):
+    """Keep LiteRT copies made by tests out of the user's cache."""
+    os.environ["EMOTION_ANALYZER_CACHE"] = str(tmp_path_factory.mktemp("litert"))
+
+
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> Path:
     return constant_model(tmp_path_factory.mktemp("model") / "constant.keras")

@@ -111,3 +111,16 @@ def test_crop_is_square_with_margin_and_replicates_edges(tiny_model):
     assert crop[0, 0, 0] == 255 and crop[-1, -1, 0] == 0
     cx, cy, side = square_box(np.array([0, 0, 20, 10]), 0.1)
     assert (cx, cy) == (10, 5) and side == pytest.approx(24)
+
+
+def test_litert_copy_matches_keras_and_is_cached(tmp_path):
+    from analyzer import litert
+
+    path = constant_model(tmp_path / "m.keras")
+    fast = EmotionClassifier(path, runtime="litert", batch_size=4)
+    slow = EmotionClassifier(path, runtime="keras")
+    assert (fast.runtime, slow.runtime) == ("litert", "keras")
+    crops = np.random.default_rng(0).integers(0, 255, (10, 48, 48, 1), dtype=np.uint8)
+    np.testing.assert_allclose(fast.predict(crops), slow.predict(crops), atol=1e-5)
+    copies = list(litert.cache_dir().glob(f"{fast.sha256[:24]}*"))
+    assert sorted(p.suffix for p in copies) == [".json", ".tflite"]
