@@ -83,12 +83,28 @@ def _optimizer(phase: Phase, steps_per_epoch: int):
     raise ValueError(f"unknown optimizer {phase.optimizer!r}")
 
 
+def _epoch_timer():
+    """A callback that adds ``epoch_time_s`` to each epoch's logs (and so the CSV)."""
+    import keras
+
+    class EpochTimer(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.started = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            if logs is not None:
+                logs["epoch_time_s"] = round(time.perf_counter() - self.started, 1)
+
+    return EpochTimer()
+
+
 def _callbacks(config: TrainConfig, phase_dir: Path, phase: Phase):
     import keras
     from tqdm.keras import TqdmCallback
 
     callbacks = [
         keras.callbacks.BackupAndRestore(str(phase_dir / "backup")),
+        _epoch_timer(),  # before the CSV logger, which writes the logs it is given
         keras.callbacks.CSVLogger(str(config.out / "training_log.csv"), append=True),
         keras.callbacks.ModelCheckpoint(
             str(phase_dir / "best.keras"), monitor="val_accuracy", save_best_only=True

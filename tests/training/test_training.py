@@ -160,6 +160,7 @@ def test_train_one_step_save_load_and_evaluate_json(folder_data, tmp_path, capsy
     assert info.class_names == EMOTIONS and info.input_size == (48, 48)
     assert info.extra["recipe"]["image_size"] == 32
     assert (out / "model_card.md").exists() and (out / "confusion_matrix.png").exists()
+    assert "epoch_time_s" in (out / "training_log.csv").read_text().splitlines()[0]
     card = json.loads((out / "model_card.json").read_text())
     assert set(card["results"]) == {"validation", "test"}
     capsys.readouterr()
