@@ -12,11 +12,28 @@ import logging
 import sys
 from pathlib import Path
 
+from analyzer.classifier import DEFAULT_MODEL
+
 from .recipes import RECIPES
 
-DEFAULT_MODEL = (
-    Path(__file__).resolve().parent.parent / "analyzer" / "models" / "model.keras"
-)
+
+def _add_cache(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        default=Path(".cache"),
+        help="where decoded data are cached (default: .cache)",
+    )
+
+
+def _add_model_and_cache(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--model",
+        type=Path,
+        default=DEFAULT_MODEL,
+        help="model file (default: the shipped model)",
+    )
+    _add_cache(parser)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -70,12 +87,7 @@ def _parser() -> argparse.ArgumentParser:
         help="checkpoint folder, outside git (default: OUT/checkpoints); "
         "rerun the same command to resume",
     )
-    train.add_argument(
-        "--cache",
-        type=Path,
-        default=Path(".cache"),
-        help="where decoded data are cached (default: .cache)",
-    )
+    _add_cache(train)
     train.add_argument("--seed", type=int, default=1337, help="random seed")
     train.add_argument(
         "--limit",
@@ -85,37 +97,21 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     ev = sub.add_parser("evaluate", help="report a model's accuracy on a split")
+    _add_model_and_cache(ev)
     ev.add_argument("--data", type=Path, required=True, help="FER2013 root or CSV")
     ev.add_argument("--split", default="test", help="split to evaluate (default: test)")
-    ev.add_argument(
-        "--model",
-        type=Path,
-        default=DEFAULT_MODEL,
-        help="model file (default: the shipped model)",
-    )
-    ev.add_argument(
-        "--cache",
-        type=Path,
-        default=Path(".cache"),
-        help="where decoded data are cached (default: .cache)",
-    )
     ev.add_argument("--json", action="store_true", help="print one JSON object")
     fr = sub.add_parser(
         "framing",
         help="compare the analyzer's crops with FER2013's "
         "framing: pasted test faces through the whole analyzer",
     )
+    _add_model_and_cache(fr)
     fr.add_argument("--data", type=Path, required=True, help="FER2013 root or CSV")
     fr.add_argument(
         "--split",
         default="val",
         help="val (from train; for tuning the margin) or test (to report)",
-    )
-    fr.add_argument(
-        "--model",
-        type=Path,
-        default=DEFAULT_MODEL,
-        help="model file (default: the shipped model)",
     )
     fr.add_argument("--n", type=int, default=500, help="faces to paste (default: 500)")
     fr.add_argument("--detector", default="auto", help="detector (default: auto)")
@@ -130,12 +126,6 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="store the measured margin in the model's metadata "
         "(only with --split val: never tune on test)",
-    )
-    fr.add_argument(
-        "--cache",
-        type=Path,
-        default=Path(".cache"),
-        help="where decoded data are cached (default: .cache)",
     )
     return parser
 
