@@ -132,7 +132,9 @@ def _folder_pages(env, run: RunData, rows: list[dict], report: Path) -> dict[str
             )
         (report / page).write_text(
             env.get_template("folder.html").render(
-                folder=folder if folder != "." else "the top folder", images=images, colors=COLORS
+                folder=folder if folder != "." else "the top folder",
+                images=images,
+                colors=COLORS,
             )
         )
     return links
