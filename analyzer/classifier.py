@@ -92,9 +92,9 @@ class EmotionClassifier:
         return "keras", self._load_keras()
 
     def _load_keras(self):
-        import keras
+        from .layers import load_keras_model
 
-        return keras.saving.load_model(self.path, compile=False)
+        return load_keras_model(self.path)
 
     @property
     def name(self) -> str:

@@ -127,7 +127,27 @@ def _parser() -> argparse.ArgumentParser:
         help="store the measured margin in the model's metadata "
         "(only with --split val: never tune on test)",
     )
+    fa = sub.add_parser(
+        "flip-average",
+        help="build the flip-averaged model and keep it if it beats the plain "
+        "one on validation",
+    )
+    _add_model_and_cache(fa)
+    fa.add_argument("--data", type=Path, required=True, help="FER2013 root or CSV")
+    fa.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="where to save the flip-averaged model (with its card)",
+    )
     return parser
+
+
+def _flip_average(args) -> int:
+    from .flip_average import choose
+
+    print(json.dumps(choose(args.model, args.data, args.out, cache_dir=args.cache)))
+    return 0
 
 
 def _framing(args) -> int:
@@ -214,7 +234,12 @@ def main(argv: list[str] | None = None) -> int:
     from .model import WeightsUnavailable
 
     try:
-        commands = {"train": _train, "evaluate": _evaluate, "framing": _framing}
+        commands = {
+            "train": _train,
+            "evaluate": _evaluate,
+            "framing": _framing,
+            "flip-average": _flip_average,
+        }
         return commands[args.command](args)
     except (DataError, ModelFileError, WeightsUnavailable, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -63,8 +63,7 @@ def evaluate(
     cache_dir: Path | None = None,
 ) -> dict:
     """Load a saved model and report its metrics on one split of a data set."""
-    import keras
-
+    from analyzer.layers import load_keras_model
     from analyzer.modelfile import read_info
 
     from .data import load_cached
@@ -72,7 +71,7 @@ def evaluate(
     info = read_info(model_path)
     if tuple(info.class_names) != EMOTIONS:
         raise ValueError(f"{model_path} has classes {info.class_names}, not FER2013's")
-    model = keras.saving.load_model(model_path, compile=False)
+    model = load_keras_model(model_path)
     data = load_cached(data_root, split, cache_dir)
     report = metrics(data.labels, predict(model, data.images))
     report.update(split=split, model=str(model_path), data=str(data_root))

@@ -82,9 +82,8 @@ def measure(
         Accuracies (direct, pipeline, both on the faces the detector found), the
         detection rate, and the median margin that matches FER2013's framing.
     """
-    import keras
-
     from analyzer.config import AnalyzerConfig
+    from analyzer.layers import load_keras_model
     from analyzer.pipeline import Runtime, run
 
     from .evaluate import predict
@@ -92,7 +91,7 @@ def measure(
     data = _split(data_root, split, cache_dir)
     pick = np.sort(np.random.default_rng(0).permutation(len(data))[:n])
     data = data.subset(pick)
-    direct = predict(keras.saving.load_model(model_path, compile=False), data.images)
+    direct = predict(load_keras_model(model_path), data.images)
     runtime = Runtime.create(AnalyzerConfig(model=model_path, detector=detector))
     if crop_margin is not None:
         from dataclasses import replace

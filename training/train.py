@@ -123,9 +123,10 @@ def _callbacks(config: TrainConfig, phase_dir: Path, phase: Phase):
 
 
 def _load_init(model, init: Path) -> None:
-    import keras
+    from analyzer.layers import load_keras_model
 
-    source = keras.saving.load_model(init, compile=False)
+    # A flip-averaged model holds the plain one's weights in the same order.
+    source = load_keras_model(init)
     model.set_weights(source.get_weights())
     logger.info("initialised weights from %s", init)
 

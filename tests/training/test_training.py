@@ -196,3 +196,40 @@ def test_init_copies_weights_from_a_saved_model(tmp_path):
     target = build_model(recipe)
     _load_init(target, tmp_path / "source.keras")
     np.testing.assert_array_equal(target.get_layer("emotion").bias, np.arange(7))
+
+
+def test_flip_average_matches_mean_of_mirrors_and_survives_save(tmp_path):
+    import keras
+
+    from analyzer.classifier import EmotionClassifier
+    from analyzer.layers import load_keras_model
+    from analyzer.modelfile import ModelInfo, write_info
+    from training.flip_average import flip_averaged
+
+    keras.utils.set_random_seed(0)
+    plain = keras.Sequential(
+        [
+            keras.Input((48, 48, 1)),
+            keras.layers.Conv2D(2, 3),
+            keras.layers.Flatten(),
+            keras.layers.Dense(7, activation="softmax"),
+        ]
+    )
+    x = np.random.default_rng(0).uniform(0, 255, (4, 48, 48, 1)).astype("float32")
+    expected = (plain.predict_on_batch(x) + plain.predict_on_batch(x[:, :, ::-1])) / 2
+    averaged = flip_averaged(plain)
+    np.testing.assert_allclose(averaged.predict_on_batch(x), expected, atol=1e-6)
+    averaged.save(tmp_path / "avg.keras")
+    write_info(
+        tmp_path / "avg.keras", ModelInfo(class_names=EMOTIONS, input_size=(48, 48))
+    )
+    loaded = load_keras_model(tmp_path / "avg.keras")
+    np.testing.assert_allclose(loaded.predict_on_batch(x), expected, atol=1e-6)
+    fast = EmotionClassifier(tmp_path / "avg.keras", runtime="litert")
+    np.testing.assert_allclose(
+        fast.predict(x.astype(np.uint8)),
+        EmotionClassifier(tmp_path / "avg.keras", runtime="keras").predict(
+            x.astype(np.uint8)
+        ),
+        atol=1e-5,
+    )

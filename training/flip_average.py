@@ -1,0 +1,82 @@
+"""Flip averaging: average a model's output on each face and on its mirror image.
+
+A common test-time augmentation for FER2013, whose training faces are augmented
+with horizontal flips. It is built into the saved model (a mirror branch that
+shares the weights), so the analyzer, ``evaluate`` and the LiteRT copy all run the
+same thing, at twice the classification cost. It is kept only when it beats the
+plain model on validation; the test split plays no part in the choice.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from pathlib import Path
+
+from analyzer.layers import HorizontalFlip, load_keras_model
+from analyzer.modelfile import read_info, write_info
+
+from .card import write_card
+from .data import load_cached, stratified_split
+from .evaluate import metrics, predict
+
+
+def flip_averaged(model):
+    """A model returning the mean of ``model`` on the input and on its mirror."""
+    import keras
+
+    inputs = keras.Input(model.input_shape[1:], name="face")
+    mirrored = HorizontalFlip(name="mirror")(inputs)
+    both = [model(inputs), model(mirrored)]
+    outputs = keras.layers.Average(name="flip_average")(both)
+    return keras.Model(inputs, outputs, name=f"{model.name}_flipavg")
+
+
+def choose(
+    model_path: Path,
+    data_root: Path,
+    out: Path,
+    *,
+    cache_dir: Path | None = None,
+    seed: int = 1337,
+) -> dict:
+    """Compare plain and flip-averaged on validation; save the latter if better.
+
+    Returns:
+        Both validation accuracies, and ``saved`` (the path, or ``None``).
+    """
+    plain = load_keras_model(model_path)
+    averaged = flip_averaged(plain)
+    train = load_cached(data_root, "train", cache_dir)
+    val = stratified_split(train, seed=seed)[1]
+    scores = {
+        name: metrics(val.labels, predict(m, val.images))
+        for name, m in (("plain", plain), ("flip_average", averaged))
+    }
+    report = {
+        "validation_plain": scores["plain"]["accuracy"],
+        "validation_flip_average": scores["flip_average"]["accuracy"],
+        "saved": None,
+    }
+    if report["validation_flip_average"] <= report["validation_plain"]:
+        return report
+    out.parent.mkdir(parents=True, exist_ok=True)
+    averaged.save(out)
+    test = load_cached(data_root, "test", cache_dir)
+    results = {
+        "validation": scores["flip_average"],
+        "test": metrics(test.labels, predict(averaged, test.images)),
+    }
+    info = read_info(model_path)
+    extra = info.extra | {
+        "flip_average": {k: v for k, v in report.items() if k != "saved"},
+        "accuracy": {k: v["accuracy"] for k, v in results.items()},
+    }
+    info = dataclasses.replace(info, name=f"{info.name}-flipavg", extra=extra)
+    write_info(out, info)
+    log = model_path.parent / "training_log.csv"
+    if log.exists() and log.parent != out.parent:
+        shutil.copyfile(log, out.parent / "training_log.csv")
+    write_card(out, info, results)
+    report["saved"] = str(out)
+    return report
