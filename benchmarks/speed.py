@@ -79,6 +79,9 @@ def timed(cmd: list[str]) -> tuple[float, float, str]:
         return wall, int(stats.read().split()[-1]) / 1024, result.stdout
 
 
+MODEL_FLAGS: list[str] = []  # --model PATH when given on the command line
+
+
 def ours(path: Path, out: Path, *flags: str) -> dict:
     wall, rss, _ = timed(
         [
@@ -90,6 +93,7 @@ def ours(path: Path, out: Path, *flags: str) -> dict:
             str(out),
             "--no-report",
             "-q",
+            *MODEL_FLAGS,
             *flags,
         ]
     )
@@ -131,7 +135,7 @@ def quality(path: Path, tmp: Path) -> dict:
     ours(path, tmp / "fast", "--every-frame")
     ref, fast = (_largest_face(tmp / name) for name in ("reference", "fast"))
     frames = pd.read_parquet(tmp / "fast" / "frames")
-    both = ref.join(fast, lsuffix="_ref", how="inner")
+    both = ref.rename(columns={"emotion": "emotion_ref"}).join(fast, how="inner")
     return {
         "frames": len(frames),
         "frames_with_face": round(float((frames["faces"] > 0).mean()), 4),
@@ -199,7 +203,12 @@ def main() -> None:
     parser.add_argument(
         "--quick", action="store_true", help="skip the 10x-longer memory check"
     )
+    parser.add_argument(
+        "--model", type=Path, default=None, help="our model (default: the shipped one)"
+    )
     args = parser.parse_args()
+    if args.model:
+        MODEL_FLAGS.extend(["--model", str(args.model)])
     peer = args.peer if args.peer.exists() else None
     if peer is None:
         print(f"no peer at {args.peer}: fer columns left empty (benchmarks/README.md)")
