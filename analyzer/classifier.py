@@ -100,21 +100,33 @@ class EmotionClassifier:
     def name(self) -> str:
         return self.info.name
 
-    def crop(self, frame: np.ndarray, box: np.ndarray) -> np.ndarray:
-        """The model's input for one face: a square crop, replicated at the edges."""
+    def crops(self, frame: np.ndarray, boxes: np.ndarray) -> list[np.ndarray]:
+        """The model's inputs for a frame's faces: square crops, edges replicated.
+
+        Args:
+            frame: ``(h, w, 3) uint8`` BGR.
+            boxes: ``(n, 4)`` xyxy face boxes.
+        """
         import cv2
 
-        cx, cy, side = square_box(box, self.info.crop_margin)
-        if self.info.color_mode == "grayscale":
-            frame = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
-        else:
-            frame = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
-        size = int(round(side))
-        patch = cv2.getRectSubPix(frame, (size, size), (cx, cy))
+        if not len(boxes):
+            return []
+        code = (
+            cv2.COLOR_BGR2GRAY
+            if self.info.color_mode == "grayscale"
+            else cv2.COLOR_BGR2RGB
+        )
+        frame = cv2.cvtColor(frame, code)  # once per frame, not per face
         h, w = self.info.input_size
-        interp = cv2.INTER_AREA if size > w else cv2.INTER_LINEAR
-        patch = cv2.resize(patch, (w, h), interpolation=interp)
-        return patch.reshape(h, w, self.info.channels)
+        out = []
+        for box in boxes:
+            cx, cy, side = square_box(box, self.info.crop_margin)
+            size = int(round(side))
+            patch = cv2.getRectSubPix(frame, (size, size), (cx, cy))
+            interp = cv2.INTER_AREA if size > w else cv2.INTER_LINEAR
+            patch = cv2.resize(patch, (w, h), interpolation=interp)
+            out.append(patch.reshape(h, w, self.info.channels))
+        return out
 
     def predict(self, crops: np.ndarray) -> np.ndarray:
         """Probabilities ``(n, 7) float32`` in :data:`EMOTIONS` order."""

@@ -90,6 +90,9 @@ class Runtime:
             "tracker": self.config.tracker,
             "sampling": self.config.sampling,
             "sample_fps": self.config.sample_fps,
+            "detect_interval_s": self.config.detect_interval_s,
+            "detect_max_side": self.config.detect_max_side,
+            "crop_margin": self.classifier.info.crop_margin,
             "settings_key": self.key,
             "source": source.name,
             "source_fingerprint": source.fingerprint,
@@ -105,8 +108,7 @@ class _Classifier:
         self.crops = 0
 
     def add(self, frame: Frame, faces: Faces) -> None:
-        crop = self.runtime.classifier.crop
-        crops = [crop(frame.image, box) for box in faces.boxes]
+        crops = self.runtime.classifier.crops(frame.image, faces.boxes)
         # Keep the crops, not the frame: memory stays flat however long the video.
         self.pending.append((Frame(frame.index, frame.timestamp_s, None), faces, crops))
         self.crops += len(crops)

@@ -106,7 +106,7 @@ def test_crop_is_square_with_margin_and_replicates_edges(tiny_model):
     classifier = EmotionClassifier(tiny_model)
     frame = np.zeros((100, 200, 3), np.uint8)
     frame[:, :100] = 255
-    crop = classifier.crop(frame, np.array([80, 0, 120, 20], float))  # at the top edge
+    (crop,) = classifier.crops(frame, np.array([[80, 0, 120, 20]], float))  # top edge
     assert crop.shape == (48, 48, 1)
     assert crop[0, 0, 0] == 255 and crop[-1, -1, 0] == 0
     cx, cy, side = square_box(np.array([0, 0, 20, 10]), 0.1)
