@@ -135,7 +135,7 @@ def _markdown(card: dict) -> str:
     rows = "\n".join(
         f"| {name} | {s['precision']:.3f} | {s['recall']:.3f} | {s['f1']:.3f} "
         f"| {s['support']} |"
-        for name, s in test["per_class"].items()
+        for name, s in ((e, test["per_class"][e]) for e in EMOTIONS)
     )
     header = "| true \\ predicted | " + " | ".join(EMOTIONS) + " |"
     matrix = "\n".join(
@@ -143,6 +143,14 @@ def _markdown(card: dict) -> str:
         for name, row in zip(EMOTIONS, test["confusion_matrix"], strict=True)
     )
     recipe = card["recipe"]
+    flip = card.get("flip_average")
+    flip_line = (
+        f"- Flip averaging (the mean of the outputs on the face and its mirror), kept "
+        f"because it beat the plain model on validation: "
+        f"{flip['validation_plain']:.4f} -> {flip['validation_flip_average']:.4f}.\n"
+        if flip
+        else ""
+    )
     return f"""# Model card: {card["metadata"]["name"]}
 
 EfficientNetB1 (keras.applications, include_top=False) + dropout + 7-way softmax,
@@ -189,7 +197,7 @@ for this report only. Reproduce the test figure with
             for p in recipe["phases"]
         )
     }.
-- Started from: {card["init"] or "random initialisation"}.
+{flip_line}- Started from: {card["init"] or "random initialisation"}.
 - Wall time: {card["wall_time_s"] / 3600:.2f} h on {card["hardware"]}.
 - Epochs logged: {card["epochs_logged"]}.
 - Data: {card["train_images"]} training and {card["val_images"]} validation images,
