@@ -124,3 +124,18 @@ def test_litert_copy_matches_keras_and_is_cached(tmp_path):
     np.testing.assert_allclose(fast.predict(crops), slow.predict(crops), atol=1e-5)
     copies = list(litert.cache_dir().glob(f"{fast.sha256[:24]}*"))
     assert sorted(p.suffix for p in copies) == [".json", ".tflite"]
+
+
+def test_retinaface_without_weights_names_the_file(tmp_path, monkeypatch):
+    from analyzer.detectors import DetectorUnavailable, resolve
+    from analyzer.detectors.retinaface import RetinaFaceDetector, weights_path
+
+    monkeypatch.setenv("DEEPFACE_HOME", str(tmp_path))
+    expected = weights_path()
+    assert expected.parent == tmp_path / ".deepface" / "weights"
+    with pytest.raises(DetectorUnavailable, match=f"not found at {expected}"):
+        RetinaFaceDetector()
+    assert resolve("auto") == "mtcnn"
+    expected.parent.mkdir(parents=True)
+    expected.write_bytes(b"weights")  # present: auto picks retinaface
+    assert resolve("auto") == "retinaface"
