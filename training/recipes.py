@@ -96,7 +96,7 @@ CPU = Recipe(
     phases=(
         Phase(
             "from-scratch",
-            epochs=24,
+            epochs=36,  # the shipped model: 1 h 50 min on 2 cores
             learning_rate=2e-3,
             optimizer="adamw",
             weight_decay=0.05,
