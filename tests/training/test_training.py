@@ -233,3 +233,18 @@ def test_flip_average_matches_mean_of_mirrors_and_survives_save(tmp_path):
         ),
         atol=1e-5,
     )
+
+
+def test_failed_imagenet_download_says_where_to_put_the_file(monkeypatch):
+    import keras
+
+    from training.model import WeightsUnavailable, build_model
+
+    def offline(**kwargs):
+        raise Exception("URL fetch failure: Name or service not known")
+
+    monkeypatch.setattr(keras.applications, "EfficientNetB1", offline)
+    with pytest.raises(
+        WeightsUnavailable, match="efficientnetb1_notop.h5 at .*--weights none"
+    ):
+        build_model(RECIPES["paper"])
