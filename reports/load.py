@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -24,12 +24,20 @@ class RunData:
     sources: pd.DataFrame
     faces: pd.DataFrame
     frames: pd.DataFrame
+    # Split by source once: the pages ask for a source's rows many times, and a
+    # boolean mask over the whole table each time is quadratic in the sources.
+    _faces_by_source: dict = field(init=False, repr=False)
+    _frames_by_source: dict = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._faces_by_source = dict(tuple(self.faces.groupby("source", sort=False)))
+        self._frames_by_source = dict(tuple(self.frames.groupby("source", sort=False)))
 
     def source_faces(self, source: str) -> pd.DataFrame:
-        return self.faces[self.faces["source"] == source]
+        return self._faces_by_source.get(source, self.faces.iloc[:0])
 
     def source_frames(self, source: str) -> pd.DataFrame:
-        return self.frames[self.frames["source"] == source]
+        return self._frames_by_source.get(source, self.frames.iloc[:0])
 
 
 def _dataset(folder: Path, columns: list[str]) -> pd.DataFrame:
