@@ -81,7 +81,8 @@ class Runtime:
         name = resolve(config.detector)
         return cls(config, create_detector(name), classifier, name)
 
-    def part_metadata(self, source: Source) -> dict:
+    def run_metadata(self) -> dict:
+        """What every part of this run shares: versions, models and settings."""
         return {
             "package_version": __version__,
             "model_name": self.classifier.name,
@@ -94,6 +95,10 @@ class Runtime:
             "detect_max_side": self.config.detect_max_side,
             "crop_margin": self.classifier.info.crop_margin,
             "settings_key": self.key,
+        }
+
+    def part_metadata(self, source: Source) -> dict:
+        return self.run_metadata() | {
             "source": source.name,
             "source_fingerprint": source.fingerprint,
         }
@@ -403,7 +408,7 @@ def _write_run_facts(
 ) -> None:
     rows = summary.rows
     now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-    facts = runtime.part_metadata(Source(out, "", "")) | {
+    facts = runtime.run_metadata() | {
         "complete": complete,
         "started": started.isoformat(timespec="seconds"),
         "finished": now if complete else None,
@@ -414,8 +419,6 @@ def _write_run_facts(
         "reused": summary.reused,
         "faces": sum(r["faces"] or 0 for r in rows),
     }
-    for key in ("source", "source_fingerprint"):
-        facts.pop(key)
     tmp = out / ".run.json.tmp"
     tmp.write_text(json.dumps(facts, indent=2) + "\n")
     tmp.replace(out / "run.json")
