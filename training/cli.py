@@ -26,7 +26,9 @@ def _add_cache(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _add_model_and_cache(parser: argparse.ArgumentParser) -> None:
+def _add_model_data_cache(parser: argparse.ArgumentParser) -> None:
+    """The arguments of every command that reads a saved model and a data set."""
+    parser.add_argument("--data", type=Path, required=True, help="FER2013 root or CSV")
     parser.add_argument(
         "--model",
         type=Path,
@@ -97,8 +99,7 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     ev = sub.add_parser("evaluate", help="report a model's accuracy on a split")
-    _add_model_and_cache(ev)
-    ev.add_argument("--data", type=Path, required=True, help="FER2013 root or CSV")
+    _add_model_data_cache(ev)
     ev.add_argument("--split", default="test", help="split to evaluate (default: test)")
     ev.add_argument("--json", action="store_true", help="print one JSON object")
     fr = sub.add_parser(
@@ -106,8 +107,7 @@ def _parser() -> argparse.ArgumentParser:
         help="compare the analyzer's crops with FER2013's "
         "framing: pasted test faces through the whole analyzer",
     )
-    _add_model_and_cache(fr)
-    fr.add_argument("--data", type=Path, required=True, help="FER2013 root or CSV")
+    _add_model_data_cache(fr)
     fr.add_argument(
         "--split",
         default="val",
@@ -132,8 +132,7 @@ def _parser() -> argparse.ArgumentParser:
         help="build the flip-averaged model and keep it if it beats the plain "
         "one on validation",
     )
-    _add_model_and_cache(fa)
-    fa.add_argument("--data", type=Path, required=True, help="FER2013 root or CSV")
+    _add_model_data_cache(fa)
     fa.add_argument(
         "--out",
         type=Path,
