@@ -100,6 +100,13 @@ def build_parser() -> argparse.ArgumentParser:
         "checked against the Keras model, cached); auto: LiteRT when installed",
     )
     parser.add_argument(
+        "--detector-runtime",
+        default="auto",
+        choices=["auto", "keras", "litert"],
+        help="MTCNN on the mtcnn package (TensorFlow) or on LiteRT copies of its "
+        "networks (converted once, checked, cached); auto: LiteRT when installed",
+    )
+    parser.add_argument(
         "--no-report",
         action="store_true",
         help="do not render the HTML report at the end",
@@ -149,14 +156,18 @@ def _run(args) -> int:
         detect_interval_s=args.detect_interval,
         detect_max_side=args.detect_max_side,
         classifier_runtime=args.classifier_runtime,
+        detector_runtime=args.detector_runtime,
     )
     try:
         runtime = Runtime.create(config)
     except (ModelUnavailable, DetectorUnavailable, KeyError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    detector = runtime.detector_name
+    if runtime.detector_runtime:
+        detector += f" [{runtime.detector_runtime}]"
     print(
-        f"detector: {runtime.detector_name}; model: {runtime.classifier.name} "
+        f"detector: {detector}; model: {runtime.classifier.name} "
         f"[{runtime.classifier.runtime}] "
         f"({runtime.classifier.path}); sampling: {config.sampling}",
         file=sys.stderr,

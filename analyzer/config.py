@@ -29,6 +29,8 @@ class AnalyzerConfig:
             detection (boxes are mapped back); 0 never downscales.
         classifier_runtime: ``keras``, ``litert`` (a verified LiteRT copy of the
             Keras model) or ``auto`` (LiteRT when installed).
+        detector_runtime: the same choice for MTCNN (the ``mtcnn`` package on
+            TensorFlow, or LiteRT copies of its networks); other detectors have one.
     """
 
     model: Path | None = None
@@ -40,6 +42,7 @@ class AnalyzerConfig:
     detect_interval_s: float = DEFAULT_DETECT_INTERVAL_S
     detect_max_side: int = 640
     classifier_runtime: str = "auto"
+    detector_runtime: str = "auto"
 
     def __post_init__(self) -> None:
         if self.sample_fps is not None and self.sample_fps <= 0:
@@ -53,16 +56,24 @@ class AnalyzerConfig:
 
 
 def settings_key(
-    config: AnalyzerConfig, *, model_sha256: str, detector: str, version: str
+    config: AnalyzerConfig,
+    *,
+    model_sha256: str,
+    detector: str,
+    version: str,
+    detector_runtime: str | None = None,
 ) -> str:
     """A hash of everything that changes a source's rows: equal keys, same output.
 
     Batch sizes and the classifier runtime are left out: they change speed, not
-    results (the LiteRT copy matches the Keras model to 1e-4).
+    results (the LiteRT copy matches the Keras model to 1e-4). The detector's
+    runtime, as resolved, stays in: MTCNN's two runtimes place boxes a few pixels
+    apart.
     """
     facts = asdict(config) | {
         "model": model_sha256,
         "detector": detector,
+        "detector_runtime": detector_runtime,
         "version": version,
     }
     for key in ("batch_size", "detect_batch", "classifier_runtime"):

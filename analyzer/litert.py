@@ -40,28 +40,42 @@ def available() -> bool:
     return True
 
 
-def _convert(keras_model) -> bytes:
-    """Trace inference (``training=False``), freeze the weights, convert."""
+def _convert(keras_model, input_shape: tuple) -> bytes:
+    """Trace inference (``training=False``), freeze the weights, convert.
+
+    Args:
+        input_shape: one input's shape without the batch axis; ``None`` for a
+            dimension the copy must accept at any size (set per interpreter).
+    """
     import tensorflow as tf
     from tensorflow.python.framework.convert_to_constants import (
         convert_variables_to_constants_v2,
     )
 
-    shape = [None, *keras_model.input_shape[1:]]
     serve = tf.function(lambda x: keras_model(x, training=False), autograph=False)
     frozen = convert_variables_to_constants_v2(
-        serve.get_concrete_function(tf.TensorSpec(shape, tf.float32))
+        serve.get_concrete_function(tf.TensorSpec([None, *input_shape], tf.float32))
     )
     return tf.lite.TFLiteConverter.from_concrete_functions([frozen]).convert()
 
 
 def cached_copy(
-    keras_path: Path, sha256: str, load_keras: Callable[[], object]
+    keras_path: Path,
+    sha256: str,
+    load_keras: Callable[[], object],
+    *,
+    input_shape: tuple | None = None,
+    check_shape: tuple | None = None,
+    check_range: tuple[float, float] = (0.0, 255.0),
 ) -> Path:
     """The verified LiteRT copy of ``keras_path``, converting it if needed.
 
     Args:
+        sha256: the source's digest; it names the copy.
         load_keras: loads the Keras model; called only when a conversion is needed.
+        input_shape: input shape without the batch axis (default: the model's).
+        check_shape: a concrete batch shape for the check (default: 16 inputs of
+            ``input_shape``); inputs are drawn uniformly from ``check_range``.
 
     Raises:
         ConversionError: the converted copy's outputs differ from the Keras model's.
@@ -71,11 +85,14 @@ def cached_copy(
         return target
     logger.warning("converting %s to LiteRT once (cached in %s)", keras_path, target)
     keras_model = load_keras()
-    data = _convert(keras_model)
+    input_shape = tuple(input_shape or keras_model.input_shape[1:])
+    data = _convert(keras_model, input_shape)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     tmp.write_bytes(data)
-    diff = _max_difference(tmp, keras_model)
+    rng = np.random.default_rng(0)
+    batch = rng.uniform(*check_range, check_shape or (16, *input_shape))
+    diff = _max_difference(tmp, keras_model, batch.astype(np.float32))
     if not diff <= MAX_ABS_DIFF:  # NaN fails too
         tmp.unlink()
         raise ConversionError(f"LiteRT copy differs from {keras_path} by {diff:g}")
@@ -85,42 +102,76 @@ def cached_copy(
     return target
 
 
-def _max_difference(tflite_path: Path, keras_model) -> float:
-    shape = keras_model.input_shape[1:]
-    batch = np.random.default_rng(0).integers(0, 256, (16, *shape)).astype(np.float32)
-    expected = np.asarray(keras_model.predict_on_batch(batch))
-    got = LiteRTModel(tflite_path, batch_size=len(batch)).predict_on_batch(batch)
-    return float(np.abs(got - expected).max())
+def _max_difference(tflite_path: Path, keras_model, batch: np.ndarray) -> float:
+    expected = keras_model(batch, training=False)
+    if not isinstance(expected, list | tuple):
+        expected = [expected]
+    got = LiteRTNet(tflite_path, batch.shape)(batch)
+    if len(got) != len(expected):
+        return float("nan")
+    pairs = zip(got, expected, strict=True)
+    return max(float(np.abs(g - np.asarray(e)).max()) for g, e in pairs)
 
 
-class LiteRTModel:
-    """The interpreter behind ``predict_on_batch``, at a fixed batch size.
+class LiteRTNet:
+    """One interpreter for one input shape (batch axis included).
 
-    Shorter batches are padded, so the interpreter never reallocates.
+    Calling it returns the outputs in the order the Keras model returns them.
     """
 
-    def __init__(self, path: Path, *, batch_size: int = 64) -> None:
+    def __init__(
+        self, path: Path, input_shape: tuple | None = None, *, batch_size: int = 1
+    ) -> None:
         from ai_edge_litert.interpreter import Interpreter
 
         self._interpreter = Interpreter(
             model_path=str(path), num_threads=os.cpu_count() or 1
         )
         self._input = self._interpreter.get_input_details()[0]
-        self._output = self._interpreter.get_output_details()[0]
-        self.batch_size = batch_size
-        shape = [batch_size, *self._input["shape"][1:]]
-        self._interpreter.resize_tensor_input(self._input["index"], shape)
+        # Outputs of a traced function are named Identity, Identity_1, ...
+        self._outputs = sorted(
+            self._interpreter.get_output_details(),
+            key=lambda d: (len(d["name"]), d["name"]),
+        )
+        if input_shape is None:  # the model's own, at this batch size
+            input_shape = (batch_size, *self._input["shape"][1:])
+        self.input_shape = tuple(int(v) for v in input_shape)
+        self._interpreter.resize_tensor_input(self._input["index"], self.input_shape)
         self._interpreter.allocate_tensors()
 
+    def __call__(self, x: np.ndarray) -> list[np.ndarray]:
+        self._interpreter.set_tensor(self._input["index"], x)
+        self._interpreter.invoke()
+        return [self._interpreter.get_tensor(o["index"]).copy() for o in self._outputs]
+
+
+class LiteRTModel:
+    """A single-output net behind ``predict_on_batch``, at a fixed batch size.
+
+    Shorter batches are padded, so the interpreter never reallocates.
+    """
+
+    def __init__(self, path: Path, *, batch_size: int = 64) -> None:
+        self.batch_size = batch_size
+        self._net = LiteRTNet(path, batch_size=batch_size)
+
     def predict_on_batch(self, x: np.ndarray) -> np.ndarray:
-        out = []
-        for start in range(0, len(x), self.batch_size):
-            chunk = x[start : start + self.batch_size]
-            n = len(chunk)
-            if n < self.batch_size:
-                pad = np.zeros((self.batch_size - n, *chunk.shape[1:]), chunk.dtype)
-                chunk = np.concatenate([chunk, pad])
-            self._interpreter.set_tensor(self._input["index"], chunk)
-            self._interpreter.invoke()
-            out.append(self._interpreter.get_tensor(self._output["index"])[:n].copy())
-        return np.concatenate(out)
+        return np.concatenate([out[0] for out in predict_padded(self._net, x)])
+
+
+def predict_padded(net: LiteRTNet, x: np.ndarray) -> list[list[np.ndarray]]:
+    """Run ``x`` through ``net`` in chunks of its batch size, padding the last.
+
+    Returns:
+        One list of outputs per chunk, padding rows removed.
+    """
+    size = net.input_shape[0]
+    out = []
+    for start in range(0, len(x), size):
+        chunk = np.ascontiguousarray(x[start : start + size], dtype=np.float32)
+        n = len(chunk)
+        if n < size:
+            pad = np.zeros((size - n, *chunk.shape[1:]), chunk.dtype)
+            chunk = np.concatenate([chunk, pad])
+        out.append([o[:n] for o in net(chunk)])
+    return out

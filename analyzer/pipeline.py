@@ -63,6 +63,7 @@ class Runtime:
             model_sha256=self.classifier.sha256,
             detector=self.detector_name,
             version=__version__,
+            detector_runtime=self.detector_runtime,
         )
 
     @classmethod
@@ -79,7 +80,13 @@ class Runtime:
             batch_size=config.batch_size,
         )
         name = resolve(config.detector)
-        return cls(config, create_detector(name), classifier, name)
+        options = {"runtime": config.detector_runtime} if name == "mtcnn" else {}
+        return cls(config, create_detector(name, **options), classifier, name)
+
+    @property
+    def detector_runtime(self) -> str | None:
+        """``litert`` or ``keras`` for MTCNN; ``None`` for single-runtime backends."""
+        return getattr(self.detector, "runtime", None)
 
     def run_metadata(self) -> dict:
         """What every part of this run shares: versions, models and settings."""
@@ -88,6 +95,7 @@ class Runtime:
             "model_name": self.classifier.name,
             "model_sha256": self.classifier.sha256,
             "detector": self.detector_name,
+            "detector_runtime": self.detector_runtime,
             "tracker": self.config.tracker,
             "sampling": self.config.sampling,
             "sample_fps": self.config.sample_fps,

@@ -1,11 +1,34 @@
-"""MTCNN from the ``mtcnn`` package: TensorFlow-native, weights inside the wheel."""
+"""MTCNN with the ``mtcnn`` package's weights (inside its wheel), on two runtimes.
+
+``keras``: the package itself (TensorFlow, eager). ``litert``: its three networks
+converted once to LiteRT copies, each checked against the package's network on a
+fixed batch (:mod:`analyzer.litert`), and the cascade below around them: image
+pyramid, P-Net proposals, R-Net and O-Net refinement, non-maximum suppression.
+It needs neither TensorFlow nor the package at run time once the copies are cached,
+and it is several times faster (``python benchmarks/detectors.py``). ``auto`` (the
+default) takes ``litert`` when LiteRT is installed.
+"""
 
 from __future__ import annotations
+
+import hashlib
+import importlib.util
+import logging
+from pathlib import Path
 
 import numpy as np
 
 from ..faces import Faces
 from .base import DetectorUnavailable
+
+logger = logging.getLogger(__name__)
+
+# The package's defaults (mtcnn 1.0.0, ``MTCNN.detect_faces``).
+MIN_FACE = 20
+SCALE_FACTOR = 0.709
+THRESHOLDS = {"pnet": 0.6, "rnet": 0.7, "onet": 0.8}
+PATCH = {"rnet": 24, "onet": 48}
+BATCH = {"rnet": 32, "onet": 8}  # fixed interpreter batches; shorter ones padded
 
 
 class MtcnnDetector:
@@ -13,33 +36,259 @@ class MtcnnDetector:
 
     Args:
         threshold: minimum O-Net confidence to keep a face.
+        runtime: ``auto``, ``litert`` or ``keras`` (see the module docstring).
     """
 
     name = "mtcnn"
 
-    def __init__(self, *, threshold: float = 0.9) -> None:
+    def __init__(self, *, threshold: float = 0.9, runtime: str = "auto") -> None:
+        from .. import litert
+
+        if runtime not in ("auto", "litert", "keras"):
+            raise ValueError(f"unknown MTCNN runtime {runtime!r}")
+        self.threshold = threshold
+        self._impl = None
+        if runtime == "litert" or (runtime == "auto" and litert.available()):
+            try:
+                self._impl = LiteCascade()
+            except (litert.ConversionError, ImportError, OSError) as exc:
+                if runtime == "litert":
+                    raise DetectorUnavailable(f"no LiteRT MTCNN: {exc}") from exc
+                logger.warning("MTCNN on TensorFlow: %s", exc)
+        if self._impl is None:
+            self._impl = PackageCascade()
+        self.runtime = self._impl.runtime
+
+    def detect(self, frames: list[np.ndarray]) -> list[Faces]:
+        if not frames:
+            return []
+        return [_to_faces(found, self.threshold) for found in self._impl.detect(frames)]
+
+
+def _to_faces(found: np.ndarray, threshold: float) -> Faces:
+    """``(n, 5)`` rows of x1, y1, x2, y2, confidence -> :class:`Faces`."""
+    found = found[found[:, 4] >= threshold]
+    if not len(found):
+        return Faces.empty()
+    return Faces(found[:, :4].astype(np.float32), found[:, 4].astype(np.float32))
+
+
+class PackageCascade:
+    """The ``mtcnn`` package's own ``detect_faces`` (TensorFlow)."""
+
+    runtime = "keras"
+
+    def __init__(self) -> None:
         try:
             from mtcnn import MTCNN
         except ImportError as exc:
             raise DetectorUnavailable("the mtcnn package is not installed") from exc
         self._mtcnn = MTCNN(device="CPU:0")
-        self.threshold = threshold
 
-    def detect(self, frames: list[np.ndarray]) -> list[Faces]:
-        if not frames:
-            return []
+    def detect(self, frames: list[np.ndarray]) -> list[np.ndarray]:
         rgb = [np.ascontiguousarray(f[..., ::-1]) for f in frames]
         # mtcnn 1.0.0 fails on batches when min_face_size or the stage thresholds
         # are passed (shape mismatch in P-Net), so filter by confidence afterwards.
         found = self._mtcnn.detect_faces(rgb, box_format="xyxy")
         if len(frames) == 1 and (not found or isinstance(found[0], dict)):
             found = [found]
-        return [self._convert(faces) for faces in found]
+        return [
+            np.array(
+                [[*f["box"], f["confidence"]] for f in faces], dtype=np.float64
+            ).reshape(-1, 5)
+            for faces in found
+        ]
 
-    def _convert(self, faces: list[dict]) -> Faces:
-        faces = [f for f in faces if f["confidence"] >= self.threshold]
-        if not faces:
-            return Faces.empty()
-        boxes = np.array([f["box"] for f in faces], dtype=np.float32)
-        scores = np.array([f["confidence"] for f in faces], dtype=np.float32)
-        return Faces(boxes, scores)
+
+def _weights_dir() -> Path:
+    """The package's weights folder, found without importing it (it imports TF)."""
+    spec = importlib.util.find_spec("mtcnn")
+    if spec is None or spec.origin is None:
+        raise DetectorUnavailable("the mtcnn package is not installed")
+    return Path(spec.origin).parent / "assets" / "weights"
+
+
+def _package_net(name: str):
+    """The package's Keras network ``name`` (pnet, rnet, onet) with its weights."""
+    from mtcnn.stages import StageONet, StagePNet, StageRNet
+
+    stage = {"pnet": StagePNet, "rnet": StageRNet, "onet": StageONet}[name]()
+    return stage.model
+
+
+class LiteCascade:
+    """MTCNN on LiteRT copies of the package's networks (module docstring)."""
+
+    runtime = "litert"
+
+    def __init__(self) -> None:
+        from .. import litert
+
+        self._litert = litert
+        self._paths = {}
+        for name in ("pnet", "rnet", "onet"):
+            weights = _weights_dir() / f"{name}.lz4"
+            digest = hashlib.sha256(b"mtcnn-litert-1" + weights.read_bytes())
+            size = PATCH.get(name)
+            self._paths[name] = litert.cached_copy(
+                weights,
+                digest.hexdigest(),
+                lambda name=name: _package_net(name),
+                input_shape=(None, None, 3) if size is None else (size, size, 3),
+                check_shape=(2, 37, 53, 3) if size is None else (16, size, size, 3),
+                check_range=(-1.0, 1.0),
+            )
+        self._nets: dict[tuple, object] = {}
+
+    def _net(self, name: str, shape: tuple):
+        key = (name, shape)
+        if key not in self._nets:
+            self._nets[key] = self._litert.LiteRTNet(self._paths[name], shape)
+        return self._nets[key]
+
+    def detect(self, frames: list[np.ndarray]) -> list[np.ndarray]:
+        """Per frame, ``(n, 5)`` rows of x1, y1, x2, y2, confidence.
+
+        P-Net runs frame by frame; R-Net and O-Net see the candidates of all
+        frames together, so their fixed-size batches are full.
+        """
+        import cv2
+
+        images, found = [], []
+        for index, frame in enumerate(frames):
+            rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+            images.append(_normalize(rgb))
+            boxes = self._propose(rgb)
+            found.append(np.concatenate([boxes, np.full((len(boxes), 1), index)], 1))
+        boxes = np.concatenate(found)
+        for name in ("rnet", "onet"):
+            if not len(boxes):
+                break
+            boxes = self._refine(name, images, _square(boxes))
+        out = []
+        for index, frame in enumerate(frames):
+            mine = boxes[boxes[:, 5] == index, :5]
+            h, w = frame.shape[:2]
+            mine[:, [0, 2]] = mine[:, [0, 2]].clip(0, w - 1)
+            mine[:, [1, 3]] = mine[:, [1, 3]].clip(0, h - 1)
+            out.append(mine)
+        return out
+
+    def _propose(self, rgb: np.ndarray) -> np.ndarray:
+        """P-Net over the image pyramid: ``(n, 5)`` candidate boxes with scores."""
+        import cv2
+
+        h, w = rgb.shape[:2]
+        found, scaled = [], rgb
+        for scale in pyramid(h, w):
+            hs, ws = int(h * scale), int(w * scale)
+            # Each level from the one before: the reads shrink with the levels.
+            scaled = cv2.resize(scaled, (ws, hs), interpolation=cv2.INTER_AREA)
+            reg, prob = self._net("pnet", (1, hs, ws, 3))(_normalize(scaled)[None])
+            boxes = _pnet_boxes(reg[0], prob[0, ..., 1], scale, THRESHOLDS["pnet"])
+            found.append(boxes[nms(boxes, 0.5)])
+        boxes = np.concatenate(found) if found else np.zeros((0, 5))
+        return boxes[nms(boxes, 0.7)]
+
+    def _refine(self, name: str, images: list, boxes: np.ndarray) -> np.ndarray:
+        """R-Net or O-Net on square candidates: rescored, regressed, suppressed.
+
+        ``boxes`` rows: x1, y1, x2, y2, score, frame index.
+        """
+        size = PATCH[name]
+        patches = np.stack([_patch(images[int(b[5])], b, size) for b in boxes])
+        net = self._net(name, (BATCH[name], size, size, 3))
+        chunks = self._litert.predict_padded(net, patches)
+        reg = np.concatenate([c[0] for c in chunks])
+        score = np.concatenate([c[-1] for c in chunks])[:, 1]
+        sides = np.stack([boxes[:, 2] - boxes[:, 0] + 1, boxes[:, 3] - boxes[:, 1] + 1])
+        refined = boxes.copy()
+        refined[:, :4] += reg * np.concatenate([sides, sides]).T
+        refined[:, 4] = score
+        refined = refined[score > THRESHOLDS[name]]
+        method = "min" if name == "onet" else "union"
+        return refined[nms(refined, 0.7, method)]
+
+
+def _normalize(rgb: np.ndarray) -> np.ndarray:
+    """uint8 RGB -> MTCNN's input range, about [-1, 1]."""
+    return (rgb.astype(np.float32) - 127.5) * (1.0 / 128.0)
+
+
+def pyramid(h: int, w: int, min_face: int = MIN_FACE) -> list[float]:
+    """Scales at which P-Net's 12 px window sees faces from ``min_face`` px up."""
+    scale, side, scales = 12.0 / min_face, min(h, w), []
+    while side * scale >= 12:
+        scales.append(scale)
+        scale *= SCALE_FACTOR
+    return scales
+
+
+def _pnet_boxes(
+    reg: np.ndarray, prob: np.ndarray, scale: float, threshold: float
+) -> np.ndarray:
+    """P-Net's score map -> boxes in image pixels (stride 2, 12 px cells)."""
+    ys, xs = np.nonzero(prob > threshold)
+    x1, y1 = xs * 2.0, ys * 2.0
+    cells = np.stack([x1, y1, x1 + 12, y1 + 12], axis=1)
+    boxes = (cells + reg[ys, xs] * 12.0) / scale
+    return np.concatenate([boxes, prob[ys, xs, None]], axis=1)
+
+
+def _square(boxes: np.ndarray) -> np.ndarray:
+    """Grow each box to a square around the same centre."""
+    boxes = boxes.copy()
+    w, h = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+    side = np.maximum(w, h)
+    boxes[:, 0] += (w - side) / 2
+    boxes[:, 1] += (h - side) / 2
+    boxes[:, 2] = boxes[:, 0] + side
+    boxes[:, 3] = boxes[:, 1] + side
+    return boxes
+
+
+def _patch(image: np.ndarray, box: np.ndarray, size: int) -> np.ndarray:
+    """``box`` resampled to ``size`` x ``size``; outside the image reads as 0.
+
+    Samples as TensorFlow's ``crop_and_resize`` on boxes normalised by the image
+    size (the package's way): the first and last samples lie on the box's edges.
+    """
+    import cv2
+
+    h, w = image.shape[:2]
+    x1, y1, x2, y2 = box[:4] * np.array([(w - 1) / w, (h - 1) / h] * 2)
+    # Output pixel (u, v) reads the image at (x1 + u * ax, y1 + v * ay).
+    ax, ay = (x2 - x1) / (size - 1), (y2 - y1) / (size - 1)
+    inverse = np.array([[ax, 0, x1], [0, ay, y1]], dtype=np.float64)
+    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+    return cv2.warpAffine(image, inverse, (size, size), flags=flags, borderValue=0)
+
+
+def nms(boxes: np.ndarray, threshold: float, method: str = "union") -> np.ndarray:
+    """Greedy non-maximum suppression; indices kept, best score first.
+
+    ``boxes`` rows: x1, y1, x2, y2, score and, optionally, a frame index.
+
+    ``method`` ``union`` is IoU; ``min`` divides the overlap by the smaller area
+    (MTCNN's last stage, which drops a small box inside a larger face).
+    """
+    x1, y1, x2, y2, score = boxes[:, :5].T.copy()
+    if boxes.shape[1] > 5:  # a frame index: boxes of different frames never overlap
+        shift = boxes[:, 5] * (np.abs(boxes[:, :4]).max(initial=0) * 4 + 1)
+        x1, x2 = x1 + shift, x2 + shift
+    area = np.maximum(x2 - x1, 0) * np.maximum(y2 - y1, 0)
+    order = np.argsort(-score, kind="stable")
+    keep = []
+    while order.size:
+        i, rest = order[0], order[1:]
+        keep.append(i)
+        iw = np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest])
+        ih = np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest])
+        inter = np.maximum(iw, 0) * np.maximum(ih, 0)
+        if method == "min":
+            denom = np.minimum(area[i], area[rest])
+        else:
+            denom = area[i] + area[rest] - inter
+        overlap = np.divide(inter, denom, out=np.zeros_like(inter), where=denom > 0)
+        order = rest[overlap <= threshold]
+    return np.array(keep, dtype=np.int64)

@@ -1,0 +1,94 @@
+"""The LiteRT MTCNN cascade: its parts, and its faces against the mtcnn package's."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from analyzer import litert
+from analyzer.detectors.mtcnn import MtcnnDetector, nms, pyramid
+from analyzer.tracking import iou_matrix
+
+SAMPLES = Path(__file__).resolve().parents[2] / "samples"
+
+
+def test_nms_keeps_the_best_of_overlapping_boxes():
+    boxes = np.array(
+        [
+            [0, 0, 10, 10, 0.8],
+            [1, 1, 11, 11, 0.9],  # overlaps the first: IoU 0.68
+            [50, 50, 60, 60, 0.7],
+        ]
+    )
+    assert nms(boxes, 0.5).tolist() == [1, 2]
+    assert nms(boxes, 0.7).tolist() == [1, 0, 2]
+
+
+def test_nms_min_drops_a_box_inside_a_larger_one():
+    boxes = np.array([[0, 0, 100, 100, 0.9], [10, 10, 30, 30, 0.8]])
+    assert nms(boxes, 0.7, "union").tolist() == [0, 1]  # IoU 0.04
+    assert nms(boxes, 0.7, "min").tolist() == [0]  # all of the small one overlaps
+
+
+def test_nms_never_suppresses_across_frames():
+    same_place = np.array([[0, 0, 10, 10, 0.9, 0], [0, 0, 10, 10, 0.8, 1]])
+    assert sorted(nms(same_place, 0.5).tolist()) == [0, 1]
+    assert nms(same_place[:, :5], 0.5).tolist() == [0]
+
+
+def test_pyramid_covers_faces_from_20_px_to_the_whole_frame():
+    scales = pyramid(336, 596)
+    assert scales[0] == pytest.approx(12 / 20)
+    assert all(b / a == pytest.approx(0.709) for a, b in zip(scales, scales[1:]))
+    assert 336 * scales[-1] >= 12 > 336 * scales[-1] * 0.709
+
+
+def _sample_frames() -> list[np.ndarray]:
+    frames = [cv2.imread(str(SAMPLES / "astronaut.jpg"))]
+    video = cv2.VideoCapture(str(SAMPLES / "astronaut_pan.mp4"))
+    index = 0
+    while len(frames) < 9:
+        ok, frame = video.read()
+        if not ok:
+            break
+        if index % 10 == 0:
+            frames.append(frame)
+        index += 1
+    return frames
+
+
+@pytest.mark.skipif(not litert.available(), reason="LiteRT is not installed")
+def test_litert_cascade_finds_the_package_faces():
+    """Every face the mtcnn package finds, a few pixels apart; few extra faces.
+
+    The two cascades differ in resampling and suppression details, so a borderline
+    candidate can pass in one and not the other (here: one patch of the
+    astronaut's suit at 0.92 confidence).
+    """
+    frames = _sample_frames()
+    assert len(frames) == 9
+    fast = MtcnnDetector(runtime="litert")
+    reference = MtcnnDetector(runtime="keras")
+    assert (fast.runtime, reference.runtime) == ("litert", "keras")
+    ious, ours_total = [], 0
+    for ours, theirs in zip(fast.detect(frames), reference.detect(frames), strict=True):
+        assert len(theirs) == 1
+        ours_total += len(ours)
+        overlap = iou_matrix(ours.boxes, theirs.boxes)[:, 0]
+        best = int(overlap.argmax())
+        ious.append(overlap[best])
+        assert abs(ours.scores[best] - theirs.scores[0]) < 0.01
+    assert min(ious) > 0.75 and np.mean(ious) > 0.9, ious
+    assert len(frames) / ours_total >= 0.9  # precision against the package
+
+
+@pytest.mark.skipif(not litert.available(), reason="LiteRT is not installed")
+def test_litert_copies_are_cached_and_reused():
+    MtcnnDetector(runtime="litert")  # converts, unless an earlier test did
+    copies = sorted(litert.cache_dir().glob("*.tflite"))
+    again = MtcnnDetector(runtime="litert")
+    assert sorted(litert.cache_dir().glob("*.tflite")) == copies
+    assert again.detect([np.zeros((64, 64, 3), np.uint8)])[0].boxes.shape == (0, 4)
