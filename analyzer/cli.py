@@ -100,6 +100,12 @@ def build_parser() -> argparse.ArgumentParser:
         "checked against the Keras model, cached); auto: LiteRT when installed",
     )
     parser.add_argument(
+        "--no-box-flow",
+        action="store_true",
+        help="hold tracked boxes between keyframes instead of moving them with "
+        "optical flow",
+    )
+    parser.add_argument(
         "--detector-runtime",
         default="auto",
         choices=["auto", "keras", "litert"],
@@ -157,6 +163,7 @@ def _run(args) -> int:
         detect_max_side=args.detect_max_side,
         classifier_runtime=args.classifier_runtime,
         detector_runtime=args.detector_runtime,
+        box_flow=not args.no_box_flow,
     )
     try:
         runtime = Runtime.create(config)

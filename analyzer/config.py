@@ -25,6 +25,8 @@ class AnalyzerConfig:
         detect_interval_s: run the detector on an analyzed frame only when this
             long has passed since the last detection; frames in between reuse the
             tracked boxes. 0 detects on every analyzed frame.
+        box_flow: between keyframes, move the tracked boxes with optical flow
+            (:mod:`analyzer.motion`) instead of holding them where they were.
         detect_max_side: frames whose longer side exceeds this are downscaled for
             detection (boxes are mapped back); 0 never downscales.
         classifier_runtime: ``keras``, ``litert`` (a verified LiteRT copy of the
@@ -41,6 +43,7 @@ class AnalyzerConfig:
     detect_batch: int = 8
     detect_interval_s: float = DEFAULT_DETECT_INTERVAL_S
     detect_max_side: int = 640
+    box_flow: bool = True
     classifier_runtime: str = "auto"
     detector_runtime: str = "auto"
 

@@ -23,6 +23,7 @@ from .classifier import EmotionClassifier, default_model
 from .config import AnalyzerConfig, settings_key
 from .detectors import create_detector, resolve
 from .faces import Faces
+from .motion import BoxFlow
 from .records import (
     FACES_DIR,
     SOURCES_FILE,
@@ -204,6 +205,7 @@ class _Detections:
         self.last_key: float | None = None
         self.current = Faces.empty()
         self.track_ids: set[int] = set()
+        self.flow = BoxFlow() if tracked and runtime.config.box_flow else None
 
     def add(self, frame: Frame) -> None:
         t = frame.timestamp_s or 0.0
@@ -221,6 +223,12 @@ class _Detections:
         for frame in self.buffer:
             if frame.index in by_index:
                 self.current = self._identify(frame, by_index[frame.index])
+                if self.flow:
+                    self.flow.reset(frame.image)
+            elif self.flow and len(self.current):
+                moved = self.flow.step(frame.image, self.current.boxes)
+                self.current = Faces(moved, self.current.scores, self.current.track_ids)
+                self.tracker.follow(self.current)
             self.track_ids.update(self.current.track_ids.tolist())
             self.classify.add(frame, self.current)
         self.buffer, self.keys = [], []

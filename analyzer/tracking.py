@@ -26,6 +26,9 @@ class Tracker:
     def update(self, faces: Faces, timestamp_s: float) -> Faces:
         raise NotImplementedError
 
+    def follow(self, faces: Faces) -> None:
+        """Tracked faces moved between detections (same ids): update the boxes."""
+
     def reset(self) -> None:
         raise NotImplementedError
 
@@ -70,6 +73,12 @@ class IouTracker(Tracker):
 
     def reset(self) -> None:
         self._tracks, self._next_id = [], 0
+
+    def follow(self, faces: Faces) -> None:
+        by_id = {t.track_id: t for t in self._tracks}
+        for box, track_id in zip(faces.boxes, faces.track_ids, strict=True):
+            if int(track_id) in by_id:
+                by_id[int(track_id)].box = box
 
     def update(self, faces: Faces, timestamp_s: float) -> Faces:
         self._tracks = [

@@ -42,7 +42,8 @@ def test_nms_never_suppresses_across_frames():
 def test_pyramid_covers_faces_from_20_px_to_the_whole_frame():
     scales = pyramid(336, 596)
     assert scales[0] == pytest.approx(12 / 20)
-    assert all(b / a == pytest.approx(0.709) for a, b in zip(scales, scales[1:]))
+    ratios = np.array(scales[1:]) / np.array(scales[:-1])
+    assert ratios == pytest.approx(0.709)
     assert 336 * scales[-1] >= 12 > 336 * scales[-1] * 0.709
 
 
