@@ -74,8 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=DEFAULT_DETECT_INTERVAL_S,
         metavar="S",
-        help="seconds between detections; analyzed frames in between "
-        "reuse the tracked boxes; 0 detects on every analyzed frame "
+        help="seconds between full detections (new faces); analyzed frames in "
+        "between carry the tracked faces by optical flow (see --refine); "
+        "0 detects on every analyzed frame "
         f"(default: {DEFAULT_DETECT_INTERVAL_S:g})",
     )
     parser.add_argument(
@@ -104,6 +105,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="hold tracked boxes between keyframes instead of moving them with "
         "optical flow",
+    )
+    parser.add_argument(
+        "--refine",
+        action="store_true",
+        help="between keyframes, also re-place each moved box with MTCNN's last "
+        "stage (O-Net) and drop faces it no longer finds (slower; README)",
     )
     parser.add_argument(
         "--detector-runtime",
@@ -164,6 +171,7 @@ def _run(args) -> int:
         classifier_runtime=args.classifier_runtime,
         detector_runtime=args.detector_runtime,
         box_flow=not args.no_box_flow,
+        refine=args.refine,
     )
     try:
         runtime = Runtime.create(config)

@@ -8,7 +8,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 DEFAULT_SAMPLE_FPS = 5.0
-DEFAULT_DETECT_INTERVAL_S = 0.2  # at the default 5 fps, every analyzed frame
+# Full detections (which find new faces) once a second; tracked faces are moved
+# and re-placed on every analyzed frame in between (README, "Performance").
+DEFAULT_DETECT_INTERVAL_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -22,11 +24,16 @@ class AnalyzerConfig:
         sample_fps: frames per second to analyze; ``None`` analyzes every frame.
         batch_size: face crops per classifier call.
         detect_batch: frames per detector call.
-        detect_interval_s: run the detector on an analyzed frame only when this
-            long has passed since the last detection; frames in between reuse the
-            tracked boxes. 0 detects on every analyzed frame.
+        detect_interval_s: run the full detector on an analyzed frame only when
+            this long has passed since the last detection; frames in between carry
+            the tracked faces (``box_flow``, ``refine``). 0 detects on every
+            analyzed frame.
         box_flow: between keyframes, move the tracked boxes with optical flow
             (:mod:`analyzer.motion`) instead of holding them where they were.
+        refine: on those frames, also re-place each moved box with the detector's
+            last stage where it has one (MTCNN's O-Net on LiteRT), and drop faces
+            it no longer finds. Off by default: on woman2.mp4 it agrees less
+            with the slow reference than the flowed boxes do (README).
         detect_max_side: frames whose longer side exceeds this are downscaled for
             detection (boxes are mapped back); 0 never downscales.
         classifier_runtime: ``keras``, ``litert`` (a verified LiteRT copy of the
@@ -44,6 +51,7 @@ class AnalyzerConfig:
     detect_interval_s: float = DEFAULT_DETECT_INTERVAL_S
     detect_max_side: int = 640
     box_flow: bool = True
+    refine: bool = False
     classifier_runtime: str = "auto"
     detector_runtime: str = "auto"
 

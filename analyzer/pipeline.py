@@ -206,6 +206,11 @@ class _Detections:
         self.current = Faces.empty()
         self.track_ids: set[int] = set()
         self.flow = BoxFlow() if tracked and runtime.config.box_flow else None
+        self.refine = (
+            tracked
+            and runtime.config.refine
+            and getattr(runtime.detector, "can_refine", False)
+        )
 
     def add(self, frame: Frame) -> None:
         t = frame.timestamp_s or 0.0
@@ -228,7 +233,11 @@ class _Detections:
             elif self.flow and len(self.current):
                 moved = self.flow.step(frame.image, self.current.boxes)
                 self.current = Faces(moved, self.current.scores, self.current.track_ids)
-                self.tracker.follow(self.current)
+                if self.refine:
+                    self.current = self.runtime.detector.refine(
+                        frame.image, self.current
+                    )
+                self.tracker.follow(self.current, frame.timestamp_s or 0.0)
             self.track_ids.update(self.current.track_ids.tolist())
             self.classify.add(frame, self.current)
         self.buffer, self.keys = [], []

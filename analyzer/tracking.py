@@ -26,8 +26,8 @@ class Tracker:
     def update(self, faces: Faces, timestamp_s: float) -> Faces:
         raise NotImplementedError
 
-    def follow(self, faces: Faces) -> None:
-        """Tracked faces moved between detections (same ids): update the boxes."""
+    def follow(self, faces: Faces, timestamp_s: float) -> None:
+        """Tracked faces carried between detections (same ids): update them."""
 
     def reset(self) -> None:
         raise NotImplementedError
@@ -74,11 +74,13 @@ class IouTracker(Tracker):
     def reset(self) -> None:
         self._tracks, self._next_id = [], 0
 
-    def follow(self, faces: Faces) -> None:
+    def follow(self, faces: Faces, timestamp_s: float) -> None:
+        # A carried face is on screen as far as the output goes: it stays live.
         by_id = {t.track_id: t for t in self._tracks}
         for box, track_id in zip(faces.boxes, faces.track_ids, strict=True):
             if int(track_id) in by_id:
                 by_id[int(track_id)].box = box
+                by_id[int(track_id)].last_seen = timestamp_s
 
     def update(self, faces: Faces, timestamp_s: float) -> Faces:
         self._tracks = [

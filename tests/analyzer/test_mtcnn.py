@@ -93,3 +93,27 @@ def test_litert_copies_are_cached_and_reused():
     again = MtcnnDetector(runtime="litert")
     assert sorted(litert.cache_dir().glob("*.tflite")) == copies
     assert again.detect([np.zeros((64, 64, 3), np.uint8)])[0].boxes.shape == (0, 4)
+
+
+@pytest.mark.skipif(not litert.available(), reason="LiteRT is not installed")
+def test_refine_re_places_a_carried_box_and_drops_a_lost_face():
+    from analyzer.faces import Faces
+
+    image = _sample_frames()[0]
+    detector = MtcnnDetector(runtime="litert")
+    (found,) = detector.detect([image])
+    face = found.boxes[[int(found.scores.argmax())]]
+    carried = face + np.array([6, -5, 6, -5], np.float32)  # off by a few px
+    background = np.array([[400, 400, 480, 480]], np.float32)  # no face there
+    faces = Faces(
+        np.concatenate([carried, background]),
+        np.array([0.99, 0.99], np.float32),
+        np.array([7, 8]),
+    )
+    refined = detector.refine(image, faces)
+    assert refined.track_ids.tolist() == [7]
+    assert iou_matrix(refined.boxes, face)[0, 0] > 0.85
+    assert (
+        iou_matrix(refined.boxes, found.boxes)[0, 0]
+        > iou_matrix(carried, found.boxes)[0, 0]
+    )

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from analyzer.classifier import DEFAULT_MODEL
 from analyzer.config import AnalyzerConfig
 from analyzer.pipeline import Runtime, run
+from analyzer.tracking import iou_matrix
 
 from ..conftest import MEDIA
 
@@ -40,3 +42,26 @@ def test_samples_with_bundled_model(tmp_path):
     assert set(faces["source"]) == {"astronaut.jpg", "astronaut_pan.mp4"}
     video = faces[faces["source"] == "astronaut_pan.mp4"]
     assert video["track_id"].nunique() == 1 and len(video) == 30
+
+
+@pytest.mark.parametrize("refine", [False, True])
+def test_carried_faces_between_keyframes(tmp_path, tiny_model, refine):
+    """Every frame of the panning sample, one full detection a second: on the
+    frames between, the carried face (flow, or flow then O-Net) stays where a
+    detection on that frame puts it, in one track."""
+    pan = SAMPLES / "astronaut_pan.mp4"
+    boxes = {}
+    for name, interval in (("carried", 1.0), ("detected", 0.0)):
+        config = AnalyzerConfig(
+            model=tiny_model, sample_fps=None, refine=refine, detect_interval_s=interval
+        )
+        summary = run([pan], tmp_path / name, Runtime.create(config), progress=False)
+        assert not summary.failed
+        faces = pd.read_parquet(tmp_path / name / "faces")
+        assert len(faces) == 90 and faces["track_id"].nunique() == 1
+        boxes[name] = faces.set_index("frame_index")[["x1", "y1", "x2", "y2"]]
+    overlap = iou_matrix(boxes["carried"].to_numpy(), boxes["detected"].to_numpy())
+    assert np.diag(overlap).min() > 0.75
+    # The face moves and grows over the clip: carrying is not holding.
+    detected = boxes["detected"]
+    assert (detected.iloc[-1] - detected.iloc[0]).abs().max() > 15
