@@ -6,9 +6,12 @@ per frame, in batches of ``--batch`` frames. Everything runs in one process on t
 same frames, so the time ratios hold even on a busy machine.
 
     python benchmarks/detectors.py [--media ../shared/media] [--every 2]
-        [--detectors haar,mtcnn] [--max-sides 0,448] [--batch 8] [--json OUT]
+        [--detectors haar,mtcnn:keras,mtcnn:litert] [--max-sides 0,448]
+        [--batch 8] [--json OUT]
 
-A max side of 0 keeps the frames' own size.
+A max side of 0 keeps the frames' own size. ``NAME:RUNTIME`` picks MTCNN's runtime
+(``keras``: the mtcnn package on TensorFlow; ``litert``: our cascade on LiteRT
+copies of its networks).
 """
 
 from __future__ import annotations
@@ -40,6 +43,12 @@ def measure(detector, frames, batch: int) -> dict:
     }
 
 
+def create(spec: str):
+    """``haar``, ``mtcnn`` or ``mtcnn:litert``-style names."""
+    name, _, runtime = spec.partition(":")
+    return DETECTORS.create(name, **({"runtime": runtime} if runtime else {}))
+
+
 def resized(frames, max_side: int):
     scale = max_side / max(frames[0].shape[:2]) if max_side else 1.0
     if scale >= 1.0:
@@ -56,12 +65,12 @@ def main() -> None:
     )
     parser.add_argument("--media", type=Path, default=Path("../shared/media"))
     parser.add_argument("--every", type=int, default=1, help="use every Nth frame")
-    parser.add_argument("--detectors", default="haar,mtcnn")
+    parser.add_argument("--detectors", default="haar,mtcnn:keras,mtcnn:litert")
     parser.add_argument("--max-sides", default="0", help="comma-separated sizes")
     parser.add_argument("--batch", type=int, default=8, help="frames per call")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
-    detectors = {name: DETECTORS.create(name) for name in args.detectors.split(",")}
+    detectors = {spec: create(spec) for spec in args.detectors.split(",")}
     rows = []
     for clip in sorted(args.media.glob("*.mp4")):
         frames = [f.image for f in iter_video(clip, VideoInfo(), sample_fps=None)]
@@ -77,7 +86,7 @@ def main() -> None:
                 }
                 rows.append(row)
                 print(
-                    f"{clip.name:18s} {name:6s} side {side or 'full':>4} "
+                    f"{clip.name:18s} {name:12s} side {side or 'full':>4} "
                     f"frames {row['frames']:4d}  exactly one {row['exactly_one']:.3f}"
                     f"  at least one {row['at_least_one']:.3f}  "
                     f"{row['ms_per_frame']:7.2f} ms/frame"
