@@ -72,6 +72,40 @@ def write_card(path: Path, info: ModelInfo, results: dict) -> None:
     (out / "model_card.md").write_text(_markdown(card))
 
 
+def save_derived(
+    model, source: Path, out: Path, *, key: str, suffix: str, report: dict, data
+) -> None:
+    """Save ``model``, made from the model at ``source``, with metadata and card.
+
+    Args:
+        key: where the choice's ``report`` goes in the metadata's extra facts.
+        suffix: appended to the source model's name.
+        data: ``(validation, test)`` splits, for the card's metrics.
+    """
+    import dataclasses
+    import shutil
+
+    from analyzer.modelfile import read_info
+
+    val, test = data
+    out.parent.mkdir(parents=True, exist_ok=True)
+    model.save(out)
+    results = {
+        "validation": metrics(val.labels, predict(model, val.images)),
+        "test": metrics(test.labels, predict(model, test.images)),
+    }
+    info = read_info(source)
+    extra = info.extra | {
+        key: {k: v for k, v in report.items() if k != "saved"},
+        "accuracy": {k: v["accuracy"] for k, v in results.items()},
+    }
+    write_info(out, dataclasses.replace(info, name=info.name + suffix, extra=extra))
+    log = source.parent / "training_log.csv"
+    if log.exists() and log.parent != out.parent:
+        shutil.copyfile(log, out.parent / "training_log.csv")
+    write_card(out, read_info(out), results)
+
+
 def refresh_card(path: Path) -> None:
     """Update the card beside ``path`` after its metadata changed (hash, margin)."""
     import json

@@ -139,7 +139,31 @@ def _parser() -> argparse.ArgumentParser:
         required=True,
         help="where to save the flip-averaged model (with its card)",
     )
+    av = sub.add_parser(
+        "average",
+        help="average a run's per-epoch weight snapshots and keep the average "
+        "if it beats --model on validation",
+    )
+    _add_model_data_cache(av)
+    av.add_argument(
+        "--weights",
+        type=Path,
+        nargs="+",
+        required=True,
+        help=".weights.h5 snapshots of --model's architecture",
+    )
+    av.add_argument(
+        "--out", type=Path, required=True, help="where to save the averaged model"
+    )
     return parser
+
+
+def _average(args) -> int:
+    from .average import choose
+
+    report = choose(args.model, args.weights, args.data, args.out, cache_dir=args.cache)
+    print(json.dumps(report))
+    return 0
 
 
 def _flip_average(args) -> int:
@@ -238,6 +262,7 @@ def main(argv: list[str] | None = None) -> int:
             "evaluate": _evaluate,
             "framing": _framing,
             "flip-average": _flip_average,
+            "average": _average,
         }
         return commands[args.command](args)
     except (DataError, ModelFileError, WeightsUnavailable, FileNotFoundError) as exc:

@@ -9,14 +9,11 @@ plain model on validation; the test split plays no part in the choice.
 
 from __future__ import annotations
 
-import dataclasses
-import shutil
 from pathlib import Path
 
 from analyzer.layers import HorizontalFlip, load_keras_model
-from analyzer.modelfile import read_info, write_info
 
-from .card import write_card
+from .card import save_derived
 from .data import load_cached, stratified_split
 from .evaluate import metrics, predict
 
@@ -60,23 +57,15 @@ def choose(
     }
     if report["validation_flip_average"] <= report["validation_plain"]:
         return report
-    out.parent.mkdir(parents=True, exist_ok=True)
-    averaged.save(out)
     test = load_cached(data_root, "test", cache_dir)
-    results = {
-        "validation": scores["flip_average"],
-        "test": metrics(test.labels, predict(averaged, test.images)),
-    }
-    info = read_info(model_path)
-    extra = info.extra | {
-        "flip_average": {k: v for k, v in report.items() if k != "saved"},
-        "accuracy": {k: v["accuracy"] for k, v in results.items()},
-    }
-    info = dataclasses.replace(info, name=f"{info.name}-flipavg", extra=extra)
-    write_info(out, info)
-    log = model_path.parent / "training_log.csv"
-    if log.exists() and log.parent != out.parent:
-        shutil.copyfile(log, out.parent / "training_log.csv")
-    write_card(out, info, results)
+    save_derived(
+        averaged,
+        model_path,
+        out,
+        key="flip_average",
+        suffix="-flipavg",
+        report=report,
+        data=(val, test),
+    )
     report["saved"] = str(out)
     return report

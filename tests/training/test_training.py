@@ -248,3 +248,20 @@ def test_failed_imagenet_download_says_where_to_put_the_file(monkeypatch):
         WeightsUnavailable, match="efficientnetb1_notop.h5 at .*--weights none"
     ):
         build_model(RECIPES["paper"])
+
+
+def test_weight_average_is_the_mean_of_the_snapshots(tmp_path):
+    from training.average import averaged_weights
+    from training.model import build_model
+
+    model = build_model(replace(CPU, image_size=32))
+    bias = model.get_layer("emotion").bias
+    paths = []
+    for i, value in enumerate((1.0, 2.0, 6.0)):
+        bias.assign(np.full(7, value, dtype="float32"))
+        paths.append(tmp_path / f"epoch-{i}.weights.h5")
+        model.save_weights(paths[-1])
+    index = [w.path for w in model.weights].index(bias.path)
+    mean = averaged_weights(model, paths)
+    np.testing.assert_allclose(mean[index], np.full(7, 3.0))
+    assert len(mean) == len(model.get_weights())
