@@ -3,8 +3,8 @@
 Averaging the weights of the last few epochs of a run (stochastic weight averaging)
 lands nearer the centre of the region they explore and often generalises better
 than any one of them, at no cost at inference. Snapshots are the ``.weights.h5``
-files of one architecture (``runs/RUN/snapshots/`` keeps one per epoch when saved
-during training); BatchNorm's moving statistics are averaged with the rest. The
+files of one architecture (``train --snapshots`` keeps one per epoch in the
+checkpoint folder); BatchNorm's moving statistics are averaged with the rest. The
 average is kept only when it beats the given model on validation; the test split
 plays no part in the choice.
 """

@@ -89,6 +89,12 @@ def _parser() -> argparse.ArgumentParser:
         help="checkpoint folder, outside git (default: OUT/checkpoints); "
         "rerun the same command to resume",
     )
+    train.add_argument(
+        "--snapshots",
+        action="store_true",
+        help="also keep every epoch's weights in CHECKPOINTS/PHASE/epochs/ "
+        "(about 80 MB each) for `python -m training average`",
+    )
     _add_cache(train)
     train.add_argument("--seed", type=int, default=1337, help="random seed")
     train.add_argument(
@@ -221,6 +227,7 @@ def _train(args) -> int:
         cache_dir=args.cache,
         seed=args.seed,
         limit=args.limit,
+        snapshots=args.snapshots,
     )
     path = train(config)
     print(f"saved {path} (card: {path.parent / 'model_card.md'})")

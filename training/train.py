@@ -39,6 +39,7 @@ class TrainConfig:
     seed: int = 1337
     val_fraction: float = 0.2
     limit: int | None = None  # train on the first N images only (smoke runs)
+    snapshots: bool = False  # keep every epoch's weights (for ``training average``)
 
     @property
     def checkpoint_dir(self) -> Path:
@@ -111,6 +112,13 @@ def _callbacks(config: TrainConfig, phase_dir: Path, phase: Phase):
         ),
         TqdmCallback(verbose=1, leave=True),
     ]
+    if config.snapshots:
+        callbacks.append(
+            keras.callbacks.ModelCheckpoint(
+                str(phase_dir / "epochs" / "epoch-{epoch:02d}.weights.h5"),
+                save_weights_only=True,
+            )
+        )
     if phase.early_stopping_patience:
         callbacks.append(
             keras.callbacks.EarlyStopping(

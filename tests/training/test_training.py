@@ -151,11 +151,13 @@ def test_train_one_step_save_load_and_evaluate_json(folder_data, tmp_path, capsy
                 "tiny-test",
                 "--cache",
                 str(tmp_path / "cache"),
+                "--snapshots",
             ]
         )
     finally:
         del RECIPES["tiny-test"]
     assert code == 0
+    assert len(list((out / "checkpoints").glob("*/epochs/epoch-01.weights.h5"))) == 1
     info = read_info(out / "model.keras")
     assert info.class_names == EMOTIONS and info.input_size == (48, 48)
     assert info.extra["recipe"]["image_size"] == 32
