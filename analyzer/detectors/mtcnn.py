@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import logging
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +30,7 @@ SCALE_FACTOR = 0.709
 THRESHOLDS = {"pnet": 0.6, "rnet": 0.7, "onet": 0.8}
 PATCH = {"rnet": 24, "onet": 48}
 BATCH = {"rnet": 32, "onet": 8}  # fixed interpreter batches; shorter ones padded
+MAX_INTERPRETERS = 48  # one video size needs ~12 (a pyramid of P-Net sizes + 2)
 
 
 class MtcnnDetector:
@@ -164,12 +166,18 @@ class LiteCascade:
                 check_shape=(2, 37, 53, 3) if size is None else (16, size, size, 3),
                 check_range=(-1.0, 1.0),
             )
-        self._nets: dict[tuple, object] = {}
+        self._nets: OrderedDict[tuple, object] = OrderedDict()
 
     def _net(self, name: str, shape: tuple):
+        """An interpreter per input shape; the least recently used go first, so a
+        folder of photos of many sizes does not pile up interpreters."""
         key = (name, shape)
-        if key not in self._nets:
+        if key in self._nets:
+            self._nets.move_to_end(key)
+        else:
             self._nets[key] = self._litert.LiteRTNet(self._paths[name], shape)
+            if len(self._nets) > MAX_INTERPRETERS:
+                self._nets.popitem(last=False)
         return self._nets[key]
 
     def detect(self, frames: list[np.ndarray]) -> list[np.ndarray]:

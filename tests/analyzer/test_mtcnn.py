@@ -117,3 +117,14 @@ def test_refine_re_places_a_carried_box_and_drops_a_lost_face():
         iou_matrix(refined.boxes, found.boxes)[0, 0]
         > iou_matrix(carried, found.boxes)[0, 0]
     )
+
+
+@pytest.mark.skipif(not litert.available(), reason="LiteRT is not installed")
+def test_interpreters_per_shape_are_bounded(monkeypatch):
+    from analyzer.detectors import mtcnn
+
+    monkeypatch.setattr(mtcnn, "MAX_INTERPRETERS", 5)
+    detector = MtcnnDetector(runtime="litert")
+    for side in range(40, 200, 20):  # photos of many sizes
+        detector.detect([np.zeros((side, side + 10, 3), np.uint8)])
+    assert len(detector._impl._nets) <= 5
