@@ -6,15 +6,12 @@ from the model file's own metadata (:mod:`analyzer.modelfile`).
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import numpy as np
 
 from .labels import EMOTIONS
 from .modelfile import ModelFileError, ModelInfo, file_sha256, read_info
-
-logger = logging.getLogger(__name__)
 
 MODELS_DIR = Path(__file__).resolve().parent / "models"
 DEFAULT_MODEL = MODELS_DIR / "model.keras"
@@ -79,17 +76,13 @@ class EmotionClassifier:
         """The Keras model, or its verified LiteRT copy (``auto``: when installed)."""
         from . import litert
 
-        if runtime not in ("auto", "keras", "litert"):
-            raise ValueError(f"unknown classifier runtime {runtime!r}")
-        if runtime == "litert" or (runtime == "auto" and litert.available()):
-            try:
-                path = litert.cached_copy(self.path, self.sha256, self._load_keras)
-                return "litert", litert.LiteRTModel(path, batch_size=batch_size)
-            except (litert.ConversionError, ImportError, OSError) as exc:
-                if runtime == "litert":
-                    raise ModelUnavailable(f"no LiteRT copy: {exc}") from exc
-                logger.warning("using Keras: %s", exc)
-        return "keras", self._load_keras()
+        def fast():
+            path = litert.cached_copy(self.path, self.sha256, self._load_keras)
+            return litert.LiteRTModel(path, batch_size=batch_size)
+
+        return litert.pick(
+            runtime, fast, self._load_keras, unavailable=ModelUnavailable
+        )
 
     def _load_keras(self):
         from .layers import load_keras_model

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from .config import DEFAULT_DETECT_INTERVAL_S, DEFAULT_SAMPLE_FPS
+from .litert import RUNTIMES
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -96,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--classifier-runtime",
         default="auto",
-        choices=["auto", "keras", "litert"],
+        choices=RUNTIMES,
         help="run the Keras model itself, or its LiteRT copy (converted once, "
         "checked against the Keras model, cached); auto: LiteRT when installed",
     )
@@ -115,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--detector-runtime",
         default="auto",
-        choices=["auto", "keras", "litert"],
+        choices=RUNTIMES,
         help="MTCNN on the mtcnn package (TensorFlow) or on LiteRT copies of its "
         "networks (converted once, checked, cached); auto: LiteRT when installed",
     )

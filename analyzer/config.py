@@ -8,8 +8,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 DEFAULT_SAMPLE_FPS = 5.0
-# Full detections (which find new faces) once a second; tracked faces are moved
-# and re-placed on every analyzed frame in between (README, "Performance").
+# Full detections (which find new faces) once a second; tracked faces are carried
+# by optical flow on the analyzed frames in between (README, "Performance").
 DEFAULT_DETECT_INTERVAL_S = 1.0
 
 

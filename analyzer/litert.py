@@ -21,6 +21,7 @@ import numpy as np
 logger = logging.getLogger(__name__)
 
 MAX_ABS_DIFF = 1e-4  # a copy that differs more from the Keras model is refused
+RUNTIMES = ("auto", "keras", "litert")
 
 
 class ConversionError(RuntimeError):
@@ -38,6 +39,34 @@ def available() -> bool:
     except ImportError:
         return False
     return True
+
+
+def pick(
+    runtime: str,
+    build_litert: Callable[[], object],
+    build_keras: Callable[[], object],
+    *,
+    unavailable: type[Exception],
+) -> tuple[str, object]:
+    """Build the LiteRT or the Keras/TensorFlow variant of something.
+
+    ``litert`` insists (a failure raises ``unavailable``); ``auto`` takes LiteRT
+    when it is installed and falls back, with a warning, when the copy cannot be
+    made; ``keras`` never tries.
+
+    Returns:
+        ``("litert" | "keras", the built object)``.
+    """
+    if runtime not in RUNTIMES:
+        raise ValueError(f"unknown runtime {runtime!r}; choose one of {RUNTIMES}")
+    if runtime == "litert" or (runtime == "auto" and available()):
+        try:
+            return "litert", build_litert()
+        except (ConversionError, ImportError, OSError) as exc:
+            if runtime == "litert":
+                raise unavailable(f"no LiteRT copy: {exc}") from exc
+            logger.warning("LiteRT unavailable, using Keras/TensorFlow: %s", exc)
+    return "keras", build_keras()
 
 
 def _convert(keras_model, input_shape: tuple) -> bytes:

@@ -81,8 +81,8 @@ class Runtime:
             batch_size=config.batch_size,
         )
         name = resolve(config.detector)
-        options = {"runtime": config.detector_runtime} if name == "mtcnn" else {}
-        return cls(config, create_detector(name, **options), classifier, name)
+        detector = create_detector(name, runtime=config.detector_runtime)
+        return cls(config, detector, classifier, name)
 
     @property
     def detector_runtime(self) -> str | None:
@@ -102,6 +102,8 @@ class Runtime:
             "sample_fps": self.config.sample_fps,
             "detect_interval_s": self.config.detect_interval_s,
             "detect_max_side": self.config.detect_max_side,
+            "box_flow": self.config.box_flow,
+            "refine": self.config.refine,
             "crop_margin": self.classifier.info.crop_margin,
             "settings_key": self.key,
         }

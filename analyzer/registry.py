@@ -41,8 +41,8 @@ class Registry(Generic[T]):
     def __contains__(self, name: str) -> bool:
         return name in self._factories
 
-    def create(self, name: str, **kwargs) -> T:
-        """Build the backend ``name`` with keyword arguments.
+    def factory(self, name: str) -> Callable[..., T]:
+        """The factory registered as ``name``.
 
         Raises:
             KeyError: no backend has that name; the message lists the valid ones.
@@ -52,4 +52,12 @@ class Registry(Generic[T]):
                 f"unknown {self.kind} {name!r}; "
                 f"choose one of: {', '.join(self.names())}"
             )
-        return self._factories[name](**kwargs)
+        return self._factories[name]
+
+    def create(self, name: str, **kwargs) -> T:
+        """Build the backend ``name`` with keyword arguments.
+
+        Raises:
+            KeyError: no backend has that name; the message lists the valid ones.
+        """
+        return self.factory(name)(**kwargs)

@@ -18,7 +18,7 @@ import numpy as np
 from analyzer.layers import load_keras_model
 
 from .card import save_derived
-from .data import load_cached, stratified_split
+from .data import load_cached, load_validation
 from .evaluate import metrics, predict
 
 
@@ -53,8 +53,7 @@ def choose(
         raise ValueError("weight averaging needs at least two snapshots")
     model = load_keras_model(model_path)
     original = model.get_weights()
-    train = load_cached(data_root, "train", cache_dir)
-    val = stratified_split(train, seed=seed)[1]
+    val = load_validation(data_root, cache_dir, seed=seed)
     given = metrics(val.labels, predict(model, val.images))
     mean = averaged_weights(model, snapshots)
     model.set_weights([m.astype(o.dtype) for m, o in zip(mean, original, strict=True)])

@@ -170,6 +170,13 @@ def stratified_split(
     return split.subset(train), split.subset(val)
 
 
+def load_validation(
+    root: str | Path, cache_dir: Path | None = None, *, seed: int = 1337
+) -> FerSplit:
+    """The validation split: the stratified 20% of train that training holds out."""
+    return stratified_split(load_cached(root, "train", cache_dir), seed=seed)[1]
+
+
 def load_cached(root: str | Path, split: str, cache_dir: Path | None) -> FerSplit:
     """Like :func:`load_split`, but keeps a compressed copy in ``cache_dir``.
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from analyzer.layers import HorizontalFlip, load_keras_model
 
 from .card import save_derived
-from .data import load_cached, stratified_split
+from .data import load_cached, load_validation
 from .evaluate import metrics, predict
 
 
@@ -44,8 +44,7 @@ def choose(
     """
     plain = load_keras_model(model_path)
     averaged = flip_averaged(plain)
-    train = load_cached(data_root, "train", cache_dir)
-    val = stratified_split(train, seed=seed)[1]
+    val = load_validation(data_root, cache_dir, seed=seed)
     scores = {
         name: metrics(val.labels, predict(m, val.images))
         for name, m in (("plain", plain), ("flip_average", averaged))

@@ -18,7 +18,7 @@ import numpy as np
 
 from analyzer.labels import EMOTIONS
 
-from .data import FerSplit, load_cached, stratified_split
+from .data import FerSplit, load_cached, load_validation
 
 CANVAS, FACE = 360, 144  # frame side and pasted face side, pixels
 
@@ -110,7 +110,7 @@ def measure(
 
 def _split(root: Path, split: str, cache_dir: Path | None) -> FerSplit:
     if split == "val":
-        return stratified_split(load_cached(root, "train", cache_dir))[1]
+        return load_validation(root, cache_dir)
     return load_cached(root, split, cache_dir)
 
 

@@ -118,15 +118,7 @@ CPU_64 = replace(
     name="cpu-64",
     image_size=64,
     phases=(
-        Phase(
-            "warm-restart",
-            epochs=26,
-            learning_rate=1e-3,
-            optimizer="adamw",
-            weight_decay=0.05,
-            schedule="cosine",
-            warmup_epochs=1.0,
-        ),
+        replace(CPU.phases[0], name="warm-restart", epochs=26, learning_rate=1e-3),
     ),
     notes=(
         "Warm restart of a trained cpu model (--init) at 64 px, a fresh cosine cycle.",

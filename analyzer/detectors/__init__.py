@@ -28,14 +28,20 @@ def resolve(name: str) -> str:
     return "retinaface" if weights_available() else EMBEDDED_DEFAULT
 
 
-def create_detector(name: str = "auto", **kwargs) -> Detector:
+def create_detector(name: str = "auto", *, runtime: str = "auto", **kwargs) -> Detector:
     """Build the detector ``name`` (``auto`` resolved first).
+
+    ``runtime`` goes to backends that run on more than one (``has_runtimes``:
+    MTCNN); the others have one and ignore it.
 
     Raises:
         KeyError: unknown name (the message lists the valid ones).
         DetectorUnavailable: the backend cannot run here (e.g. missing weights).
     """
-    return DETECTORS.create(resolve(name), **kwargs)
+    name = resolve(name)
+    if getattr(DETECTORS.factory(name), "has_runtimes", False):
+        kwargs["runtime"] = runtime
+    return DETECTORS.create(name, **kwargs)
 
 
 __all__ = [

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import logging
 from collections import OrderedDict
 from pathlib import Path
 
@@ -21,8 +20,6 @@ import numpy as np
 
 from ..faces import Faces
 from .base import DetectorUnavailable
-
-logger = logging.getLogger(__name__)
 
 # The package's defaults (mtcnn 1.0.0, ``MTCNN.detect_faces``).
 MIN_FACE = 20
@@ -42,24 +39,15 @@ class MtcnnDetector:
     """
 
     name = "mtcnn"
+    has_runtimes = True  # create_detector passes --detector-runtime on
 
     def __init__(self, *, threshold: float = 0.9, runtime: str = "auto") -> None:
         from .. import litert
 
-        if runtime not in ("auto", "litert", "keras"):
-            raise ValueError(f"unknown MTCNN runtime {runtime!r}")
         self.threshold = threshold
-        self._impl = None
-        if runtime == "litert" or (runtime == "auto" and litert.available()):
-            try:
-                self._impl = LiteCascade()
-            except (litert.ConversionError, ImportError, OSError) as exc:
-                if runtime == "litert":
-                    raise DetectorUnavailable(f"no LiteRT MTCNN: {exc}") from exc
-                logger.warning("MTCNN on TensorFlow: %s", exc)
-        if self._impl is None:
-            self._impl = PackageCascade()
-        self.runtime = self._impl.runtime
+        self.runtime, self._impl = litert.pick(
+            runtime, LiteCascade, PackageCascade, unavailable=DetectorUnavailable
+        )
 
     def detect(self, frames: list[np.ndarray]) -> list[Faces]:
         if not frames:
@@ -104,8 +92,6 @@ def _to_faces(found: np.ndarray, threshold: float) -> Faces:
 class PackageCascade:
     """The ``mtcnn`` package's own ``detect_faces`` (TensorFlow)."""
 
-    runtime = "keras"
-
     def __init__(self) -> None:
         try:
             from mtcnn import MTCNN
@@ -146,8 +132,6 @@ def _package_net(name: str):
 
 class LiteCascade:
     """MTCNN on LiteRT copies of the package's networks (module docstring)."""
-
-    runtime = "litert"
 
     def __init__(self) -> None:
         from .. import litert

@@ -139,3 +139,33 @@ def test_retinaface_without_weights_names_the_file(tmp_path, monkeypatch):
     expected.parent.mkdir(parents=True)
     expected.write_bytes(b"weights")  # present: auto picks retinaface
     assert resolve("auto") == "retinaface"
+
+
+def test_runtime_pick_falls_back_only_for_auto(monkeypatch):
+    from analyzer import litert
+
+    def broken():
+        raise litert.ConversionError("differs by 1")
+
+    monkeypatch.setattr(litert, "available", lambda: True)
+    assert litert.pick("auto", broken, lambda: "slow", unavailable=KeyError) == (
+        "keras",
+        "slow",
+    )
+    assert (
+        litert.pick("auto", lambda: "fast", list, unavailable=KeyError)[0] == "litert"
+    )
+    assert (
+        litert.pick("keras", broken, lambda: "slow", unavailable=KeyError)[0] == "keras"
+    )
+    with pytest.raises(KeyError, match="no LiteRT copy: differs by 1"):
+        litert.pick("litert", broken, lambda: "slow", unavailable=KeyError)
+    with pytest.raises(ValueError, match="unknown runtime"):
+        litert.pick("onnx", broken, lambda: "slow", unavailable=KeyError)
+
+
+def test_detector_runtime_reaches_only_backends_that_have_runtimes():
+    from analyzer.detectors import create_detector
+
+    assert create_detector("haar", runtime="keras").name == "haar"
+    assert create_detector("mtcnn", runtime="keras").runtime == "keras"
