@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import time
+
+import numpy as np
 import pytest
 
-from analyzer.sources import find_sources, prefetch
+from analyzer.sources import Frame, find_sources, prefetch
 
 
 def test_find_sources_walks_and_classifies(tmp_path):
@@ -26,7 +29,7 @@ def test_find_sources_walks_and_classifies(tmp_path):
 
 
 def test_prefetch_keeps_order_and_raises_decoder_errors():
-    assert list(prefetch(iter(range(100)), size=4)) == list(range(100))
+    assert list(prefetch(iter(range(100)), max_frames=4)) == list(range(100))
 
     def broken():
         yield 1
@@ -39,6 +42,30 @@ def test_prefetch_keeps_order_and_raises_decoder_errors():
 
 
 def test_prefetch_stops_when_consumer_leaves():
-    stream = prefetch(iter(range(10_000)), size=2)
+    stream = prefetch(iter(range(10_000)), max_frames=2)
     assert next(stream) == 0
     stream.close()  # must not hang on the producer's full queue
+
+
+def test_prefetch_holds_at_most_its_byte_budget():
+    decoded = []
+
+    def frames():
+        for i in range(50):
+            decoded.append(i)
+            yield Frame(i, None, np.zeros((10, 10, 3), np.uint8))  # 300 bytes
+
+    stream = prefetch(frames(), max_bytes=1000)
+    first = next(stream)
+    deadline = time.monotonic() + 10
+    while len(decoded) < 5 and time.monotonic() < deadline:
+        time.sleep(0.01)  # the decoder runs ahead as far as the budget lets it
+    time.sleep(0.1)
+    # One frame handed over, three held (900 bytes), one decoded and waiting.
+    assert first.index == 0 and len(decoded) == 5
+    assert [f.index for f in stream] == list(range(1, 50))
+
+
+def test_prefetch_passes_a_frame_larger_than_the_budget():
+    big = [Frame(i, None, np.zeros((100, 100, 3), np.uint8)) for i in range(3)]
+    assert [f.index for f in prefetch(iter(big), max_bytes=10)] == [0, 1, 2]
