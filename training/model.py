@@ -6,6 +6,7 @@ any caller (the analyzer, ``evaluate``) feeds raw pixel values 0..255.
 
 from __future__ import annotations
 
+import functools
 import logging
 from pathlib import Path
 
@@ -44,6 +45,76 @@ def build_model(recipe: Recipe):
     x = layers.Dropout(recipe.dropout, name="head_dropout")(x)
     outputs = layers.Dense(len(EMOTIONS), activation="softmax", name="emotion")(x)
     return keras.Model(inputs, outputs, name=f"fer_{BASE_NAME}_{recipe.name}")
+
+
+def stability_model(model, recipe: Recipe):
+    """``model`` for fitting with stability training (``recipe.stability > 0``).
+
+    The returned model shares every layer (so every weight) with ``model`` and
+    predicts what ``model`` predicts. While training, each augmented face also goes
+    through the network with a small extra shift and zoom, and
+    ``recipe.stability * KL(p_clean || p_jittered)`` is added to the loss, the clean
+    prediction held fixed. Save ``model``, not this one.
+    """
+    import keras
+    from keras import layers
+
+    t, z = recipe.stability_translation, recipe.stability_zoom
+    jitter = keras.Sequential(
+        [
+            layers.RandomTranslation(t, t, fill_mode="reflect"),
+            layers.RandomZoom(z, fill_mode="reflect"),
+        ],
+        name="stability_jitter",
+    )
+    inputs = keras.Input(model.input_shape[1:], name="face")
+    x = inputs
+    if "resize" in {layer.name for layer in model.layers}:
+        x = model.get_layer("resize")(x)
+    clean = model.get_layer("augmentation")(x)
+    jittered = jitter(clean)
+
+    def head(v):
+        for name in ("grey_to_rgb", BASE_NAME, "head_dropout", "emotion"):
+            layer = model.get_layer(name)
+            v = layer([v, v, v]) if name == "grey_to_rgb" else layer(v)
+        return v
+
+    outputs = _stability_loss_class()(recipe.stability, name="stability")(
+        head(clean), head(jittered)
+    )
+    return keras.Model(inputs, outputs, name=f"{model.name}_stability")
+
+
+@functools.cache
+def _stability_loss_class():
+    """The loss layer, defined (and registered for loading) on first use, so that
+    importing this module does not import Keras."""
+    import keras
+    from keras import ops
+
+    @keras.saving.register_keras_serializable(package="training")
+    class StabilityLoss(keras.layers.Layer):
+        """Adds ``weight * KL(stop_gradient(p) || q)``; passes ``p`` through."""
+
+        def __init__(self, weight: float, **kwargs) -> None:
+            super().__init__(**kwargs)
+            self.weight = weight
+
+        def call(self, p, q):
+            p_fixed = ops.stop_gradient(p)
+            eps = 1e-7
+            kl = ops.sum(p_fixed * (ops.log(p_fixed + eps) - ops.log(q + eps)), axis=-1)
+            self.add_loss(self.weight * ops.mean(kl))
+            return p
+
+        def compute_output_shape(self, p_shape, q_shape):
+            return p_shape
+
+        def get_config(self) -> dict:
+            return {**super().get_config(), "weight": self.weight}
+
+    return StabilityLoss
 
 
 def _augmentation(recipe: Recipe):

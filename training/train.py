@@ -20,7 +20,7 @@ import numpy as np
 from analyzer.labels import EMOTIONS
 
 from .data import FerSplit, load_cached, stratified_split
-from .model import build_model, set_trainable
+from .model import build_model, set_trainable, stability_model
 from .recipes import Phase, Recipe
 
 logger = logging.getLogger(__name__)
@@ -206,9 +206,11 @@ def train(config: TrainConfig) -> Path:
     model = build_model(config.recipe)
     if config.init:
         _load_init(model, config.init)
+    # With stability training, fit a wrapper that shares model's weights.
+    fitted = stability_model(model, config.recipe) if config.recipe.stability else model
     started = time.time()
     for index, phase in enumerate(config.recipe.phases):
-        _run_phase(model, config, index, phase, data)
+        _run_phase(fitted, config, index, phase, data)
     facts = {
         "wall_time_s": round(time.time() - started, 1),
         "hardware": f"{platform.machine()}, {_cpu_count()} CPU threads, "

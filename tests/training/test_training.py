@@ -267,3 +267,24 @@ def test_weight_average_is_the_mean_of_the_snapshots(tmp_path):
     mean = averaged_weights(model, paths)
     np.testing.assert_allclose(mean[index], np.full(7, 3.0))
     assert len(mean) == len(model.get_weights())
+
+
+def test_stability_model_shares_weights_and_adds_a_jitter_loss_in_training():
+    import keras
+
+    from training.model import build_model, stability_model
+    from training.recipes import RECIPES
+
+    keras.utils.set_random_seed(0)
+    recipe = replace(RECIPES["cpu-64-stable"], image_size=32, zero_init_residual=False)
+    model = build_model(recipe)
+    fitted = stability_model(model, recipe)
+    assert {id(w) for w in fitted.weights} == {id(w) for w in model.weights}
+    x = np.random.default_rng(0).uniform(0, 255, (4, 48, 48, 1)).astype("float32")
+    np.testing.assert_allclose(
+        fitted(x, training=False), model(x, training=False), atol=1e-6
+    )
+    fitted(x, training=False)
+    assert float(keras.ops.sum(fitted.losses)) == 0.0  # no jitter outside training
+    fitted(x, training=True)
+    assert len(fitted.losses) == 1 and float(fitted.losses[0]) > 0
