@@ -145,6 +145,19 @@ def _parser() -> argparse.ArgumentParser:
         required=True,
         help="where to save the flip-averaged model (with its card)",
     )
+    fa.add_argument(
+        "--shift",
+        type=float,
+        default=0.0,
+        help="the two views' windows move by +/- this fraction of the crop "
+        "(default 0: the same window)",
+    )
+    fa.add_argument(
+        "--zoom",
+        type=float,
+        default=0.0,
+        help="and are widened / narrowed by this fraction (default 0)",
+    )
     av = sub.add_parser(
         "average",
         help="average a run's per-epoch weight snapshots and keep the average "
@@ -175,7 +188,15 @@ def _average(args) -> int:
 def _flip_average(args) -> int:
     from .flip_average import choose
 
-    print(json.dumps(choose(args.model, args.data, args.out, cache_dir=args.cache)))
+    report = choose(
+        args.model,
+        args.data,
+        args.out,
+        cache_dir=args.cache,
+        shift=args.shift,
+        zoom=args.zoom,
+    )
+    print(json.dumps(report))
     return 0
 
 

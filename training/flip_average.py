@@ -5,26 +5,38 @@ with horizontal flips. It is built into the saved model (a mirror branch that
 shares the weights), so the analyzer, ``evaluate`` and the LiteRT copy all run the
 same thing, at twice the classification cost. It is kept only when it beats the
 plain model on validation; the test split plays no part in the choice.
+
+With ``shift`` and ``zoom`` the two views also differ in framing: the plain one
+reads a window moved by ``+shift`` (right and down, a fraction of the crop) and
+widened by ``zoom``, the mirrored one the opposite window. The average then
+changes less when a face detector places its box a few pixels differently, at the
+same cost.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from analyzer.layers import HorizontalFlip, load_keras_model
+from analyzer.layers import HorizontalFlip, ShiftZoom, load_keras_model
 
 from .card import save_derived
 from .data import load_cached, load_validation
 from .evaluate import metrics, predict
 
 
-def flip_averaged(model):
-    """A model returning the mean of ``model`` on the input and on its mirror."""
+def flip_averaged(model, shift: float = 0.0, zoom: float = 0.0):
+    """A model returning the mean of ``model`` on the input and on its mirror
+    (with ``shift`` / ``zoom``: on two opposite windows, module docstring)."""
     import keras
 
     inputs = keras.Input(model.input_shape[1:], name="face")
-    mirrored = HorizontalFlip(name="mirror")(inputs)
-    both = [model(inputs), model(mirrored)]
+    plain = inputs
+    other = inputs
+    if shift or zoom:
+        plain = ShiftZoom(shift, shift, zoom, name="window")(inputs)
+        other = ShiftZoom(-shift, -shift, -zoom, name="mirror_window")(inputs)
+    mirrored = HorizontalFlip(name="mirror")(other)
+    both = [model(plain), model(mirrored)]
     outputs = keras.layers.Average(name="flip_average")(both)
     return keras.Model(inputs, outputs, name=f"{model.name}_flipavg")
 
@@ -36,6 +48,8 @@ def choose(
     *,
     cache_dir: Path | None = None,
     seed: int = 1337,
+    shift: float = 0.0,
+    zoom: float = 0.0,
 ) -> dict:
     """Compare plain and flip-averaged on validation; save the latter if better.
 
@@ -43,7 +57,7 @@ def choose(
         Both validation accuracies, and ``saved`` (the path, or ``None``).
     """
     plain = load_keras_model(model_path)
-    averaged = flip_averaged(plain)
+    averaged = flip_averaged(plain, shift, zoom)
     val = load_validation(data_root, cache_dir, seed=seed)
     scores = {
         name: metrics(val.labels, predict(m, val.images))
@@ -52,6 +66,8 @@ def choose(
     report = {
         "validation_plain": scores["plain"]["accuracy"],
         "validation_flip_average": scores["flip_average"]["accuracy"],
+        "shift": shift,
+        "zoom": zoom,
         "saved": None,
     }
     if report["validation_flip_average"] <= report["validation_plain"]:
@@ -62,7 +78,7 @@ def choose(
         model_path,
         out,
         key="flip_average",
-        suffix="-flipavg",
+        suffix="-shiftflip" if shift or zoom else "-flipavg",
         report=report,
         data=(val, test),
     )

@@ -288,3 +288,53 @@ def test_stability_model_shares_weights_and_adds_a_jitter_loss_in_training():
     assert float(keras.ops.sum(fitted.losses)) == 0.0  # no jitter outside training
     fitted(x, training=True)
     assert len(fitted.losses) == 1 and float(fitted.losses[0]) > 0
+
+
+def test_shift_zoom_moves_whole_pixels_exactly_and_rows_sum_to_one():
+    from analyzer.layers import ShiftZoom, resample_matrix
+
+    img = np.random.default_rng(0).uniform(0, 255, (1, 48, 48, 1)).astype("float32")
+    right = np.asarray(ShiftZoom(dx=1 / 48)(img))
+    np.testing.assert_allclose(right[:, :, :-1], img[:, :, 1:], atol=1e-4)
+    np.testing.assert_allclose(right[:, :, -1], img[:, :, -1], atol=1e-4)  # edge
+    up = np.asarray(ShiftZoom(dy=-2 / 48)(img))
+    np.testing.assert_allclose(up[:, 2:], img[:, :-2], atol=1e-4)
+    np.testing.assert_allclose(resample_matrix(48, 0.03, 0.05).sum(1), 1, atol=1e-6)
+
+
+def test_shifted_flip_average_averages_two_opposite_windows(tmp_path):
+    import keras
+
+    from analyzer.classifier import EmotionClassifier
+    from analyzer.layers import resample_matrix
+    from analyzer.modelfile import ModelInfo, write_info
+    from training.flip_average import flip_averaged
+
+    keras.utils.set_random_seed(0)
+    plain = keras.Sequential(
+        [
+            keras.Input((48, 48, 1)),
+            keras.layers.Conv2D(2, 3),
+            keras.layers.Flatten(),
+            keras.layers.Dense(7, activation="softmax"),
+        ]
+    )
+    x = np.random.default_rng(0).uniform(0, 255, (4, 48, 48, 1)).astype("float32")
+
+    def window(shift, zoom):
+        rows, cols = (resample_matrix(48, shift, zoom),) * 2
+        return np.einsum("ij,bjkc,lk->bilc", rows, x, cols)
+
+    a, b = window(0.03, 0.05), window(-0.03, -0.05)[:, :, ::-1]
+    expected = (plain.predict_on_batch(a) + plain.predict_on_batch(b)) / 2
+    averaged = flip_averaged(plain, shift=0.03, zoom=0.05)
+    np.testing.assert_allclose(averaged.predict_on_batch(x), expected, atol=1e-5)
+    assert not np.allclose(expected, flip_averaged(plain).predict_on_batch(x))
+    averaged.save(tmp_path / "avg.keras")
+    write_info(
+        tmp_path / "avg.keras", ModelInfo(class_names=EMOTIONS, input_size=(48, 48))
+    )
+    fast = EmotionClassifier(tmp_path / "avg.keras", runtime="litert")
+    slow = EmotionClassifier(tmp_path / "avg.keras", runtime="keras")
+    crops = x.astype(np.uint8)
+    np.testing.assert_allclose(fast.predict(crops), slow.predict(crops), atol=1e-5)
