@@ -5,7 +5,8 @@ looped 10 times: decode-only frames/s (the limit), our analyzer with every frame
 and with the default sampling, and fer with the same sampling (every frame, and
 every Nth frame with N = fps / 5), all timed as whole processes (wall time, peak
 RSS). Prints a table with the ratios and writes it as JSON. Also checks memory on a
-10x longer input and the quality of the fast path against a slow reference run.
+10x longer input and, on each clip, the quality of the fast path against a slow
+reference run.
 
     python benchmarks/speed.py [--media ../shared/media] [--json bench.json]
         [--peer .peer-venv/bin/python] [--quick]
@@ -230,6 +231,9 @@ def main() -> None:
         clips = [*sorted(args.media.glob("*.mp4")), looped]
         rows = [bench_clip(clip, tmp, peer) for clip in clips]
         result = {"clips": rows, "quality_woman2": quality(woman2, tmp / "q")}
+        for clip in clips[:-1]:  # the other clips too (not the loop: same frames)
+            if clip != woman2:
+                result[f"quality_{clip.stem}"] = quality(clip, tmp / f"q-{clip.stem}")
         if not args.quick:
             longer = loop_video(woman2, tmp / "woman2_x100.mp4", 100)
             result["memory"] = {
@@ -237,7 +241,8 @@ def main() -> None:
                 "x100_default": ours(longer, tmp / "m100")["peak_rss_mb"],
             }
     print_table(rows)
-    print("quality:", json.dumps(result["quality_woman2"]))
+    for key in (k for k in result if k.startswith("quality_")):
+        print(f"{key}:", json.dumps(result[key]))
     if "memory" in result:
         m = result["memory"]
         print(
