@@ -128,3 +128,21 @@ def test_interpreters_per_shape_are_bounded(monkeypatch):
     for side in range(40, 200, 20):  # photos of many sizes
         detector.detect([np.zeros((side, side + 10, 3), np.uint8)])
     assert len(detector._impl._nets) <= 5
+
+
+@pytest.mark.skipif(not litert.available(), reason="LiteRT is not installed")
+def test_a_batch_of_mixed_sizes_finds_what_each_frame_finds_alone():
+    """P-Net runs once per pyramid level for all frames of one size."""
+    import cv2
+
+    photo, first, second, third = _sample_frames()[:4]
+    small = cv2.resize(second, None, fx=0.75, fy=0.75)
+    batch = [first, small, photo, third]
+    assert first.shape == third.shape != small.shape
+    detector = MtcnnDetector(runtime="litert")
+    together = detector.detect(batch)
+    for frame, faces in zip(batch, together, strict=True):
+        (alone,) = detector.detect([frame])
+        np.testing.assert_allclose(faces.boxes, alone.boxes, atol=1e-3)
+        np.testing.assert_allclose(faces.scores, alone.scores, atol=1e-5)
+    assert all(len(f) for f in together)
