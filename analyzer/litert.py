@@ -177,15 +177,31 @@ class LiteRTNet:
 class LiteRTModel:
     """A single-output net behind ``predict_on_batch``, at a fixed batch size.
 
-    Shorter batches are padded, so the interpreter never reallocates.
+    Shorter batches are padded, so the interpreter never reallocates; a short
+    remainder (a photo's one face, a video's last crops) goes through a second,
+    small interpreter, made on first use, instead of a mostly padded full batch.
     """
+
+    SMALL_BATCH = 8
 
     def __init__(self, path: Path, *, batch_size: int = 64) -> None:
         self.batch_size = batch_size
+        self._path = path
         self._net = LiteRTNet(path, batch_size=batch_size)
+        self._small: LiteRTNet | None = None
 
     def predict_on_batch(self, x: np.ndarray) -> np.ndarray:
-        return np.concatenate([out[0] for out in predict_padded(self._net, x)])
+        full = len(x) - len(x) % self.batch_size
+        out = [o[0] for o in predict_padded(self._net, x[:full])]
+        rest = x[full:]
+        if len(rest):
+            net = self._net
+            if len(rest) <= self.SMALL_BATCH < self.batch_size:
+                if self._small is None:
+                    self._small = LiteRTNet(self._path, batch_size=self.SMALL_BATCH)
+                net = self._small
+            out += [o[0] for o in predict_padded(net, rest)]
+        return np.concatenate(out)
 
 
 def predict_padded(net: LiteRTNet, x: np.ndarray) -> list[list[np.ndarray]]:

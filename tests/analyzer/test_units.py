@@ -169,3 +169,34 @@ def test_detector_runtime_reaches_only_backends_that_have_runtimes():
 
     assert create_detector("haar", runtime="keras").name == "haar"
     assert create_detector("mtcnn", runtime="keras").runtime == "keras"
+
+
+def test_litert_remainders_go_through_a_small_interpreter_in_order(tmp_path):
+    import keras
+
+    from analyzer.modelfile import ModelInfo, write_info
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [
+            keras.Input((48, 48, 1)),
+            keras.layers.AveragePooling2D(8),
+            keras.layers.Flatten(),
+            keras.layers.Dense(7, activation="softmax"),
+        ]
+    )
+    path = tmp_path / "varying.keras"
+    model.save(path)
+    write_info(path, ModelInfo(class_names=EMOTIONS, input_size=(48, 48)))
+    fast = EmotionClassifier(path, runtime="litert", batch_size=16)
+    slow = EmotionClassifier(path, runtime="keras")
+    crops = np.random.default_rng(1).integers(0, 255, (37, 48, 48, 1), dtype=np.uint8)
+    assert fast._model._small is None
+    np.testing.assert_allclose(
+        fast.predict(crops[:32]), slow.predict(crops[:32]), atol=1e-5
+    )
+    assert fast._model._small is None  # whole batches only
+    for n in (37, 1, 8, 9):  # 2 batches + 5; 1; 8; 9 (padded to a full batch)
+        got, want = fast.predict(crops[:n]), slow.predict(crops[:n])
+        np.testing.assert_allclose(got, want, atol=1e-5)
+    assert fast._model._small.input_shape[0] == 8
