@@ -167,23 +167,17 @@ class LiteCascade:
     def detect(self, frames: list[np.ndarray]) -> list[np.ndarray]:
         """Per frame, ``(n, 5)`` rows of x1, y1, x2, y2, confidence.
 
-        P-Net sees the frames of one size together, a pyramid level at a time;
-        R-Net and O-Net see the candidates of all frames together, so their
-        fixed-size batches are full.
+        P-Net runs frame by frame; R-Net and O-Net see the candidates of all
+        frames together, so their fixed-size batches are full.
         """
         import cv2
 
-        rgbs = [cv2.cvtColor(frame, cv2.COLOR_BGR2RGB) for frame in frames]
-        images = [_normalize(rgb) for rgb in rgbs]
-        found = [np.zeros((0, 6))] * len(frames)
-        by_shape: dict[tuple, list[int]] = {}
-        for index, rgb in enumerate(rgbs):
-            by_shape.setdefault(rgb.shape, []).append(index)
-        for indices in by_shape.values():
-            proposed = self._propose([rgbs[i] for i in indices])
-            for index, boxes in zip(indices, proposed, strict=True):
-                column = np.full((len(boxes), 1), index)
-                found[index] = np.concatenate([boxes, column], 1)
+        images, found = [], []
+        for index, frame in enumerate(frames):
+            rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+            images.append(_normalize(rgb))
+            boxes = self._propose(rgb)
+            found.append(np.concatenate([boxes, np.full((len(boxes), 1), index)], 1))
         boxes = np.concatenate(found)
         for name in ("rnet", "onet"):
             if not len(boxes):
@@ -215,30 +209,21 @@ class LiteCascade:
         found[:, [1, 3]] = found[:, [1, 3]].clip(0, h - 1)
         return found
 
-    def _propose(self, rgbs: list[np.ndarray]) -> list[np.ndarray]:
-        """P-Net over the image pyramid of same-sized images: per image, ``(n, 5)``
-        candidate boxes with scores. One P-Net call per level for all images."""
+    def _propose(self, rgb: np.ndarray) -> np.ndarray:
+        """P-Net over the image pyramid: ``(n, 5)`` candidate boxes with scores."""
         import cv2
 
-        h, w = rgbs[0].shape[:2]
-        found: list[list[np.ndarray]] = [[] for _ in rgbs]
-        scaled = rgbs
+        h, w = rgb.shape[:2]
+        found, scaled = [], rgb
         for scale in pyramid(h, w):
             hs, ws = int(h * scale), int(w * scale)
             # Each level from the one before: the reads shrink with the levels.
-            scaled = [
-                cv2.resize(im, (ws, hs), interpolation=cv2.INTER_AREA) for im in scaled
-            ]
-            batch = _normalize(np.stack(scaled))
-            reg, prob = self._net("pnet", batch.shape)(batch)
-            for i, per_image in enumerate(found):
-                boxes = _pnet_boxes(reg[i], prob[i, ..., 1], scale, THRESHOLDS["pnet"])
-                per_image.append(boxes[nms(boxes, 0.5)])
-        out = []
-        for per_image in found:
-            boxes = np.concatenate(per_image) if per_image else np.zeros((0, 5))
-            out.append(boxes[nms(boxes, 0.7)])
-        return out
+            scaled = cv2.resize(scaled, (ws, hs), interpolation=cv2.INTER_AREA)
+            reg, prob = self._net("pnet", (1, hs, ws, 3))(_normalize(scaled)[None])
+            boxes = _pnet_boxes(reg[0], prob[0, ..., 1], scale, THRESHOLDS["pnet"])
+            found.append(boxes[nms(boxes, 0.5)])
+        boxes = np.concatenate(found) if found else np.zeros((0, 5))
+        return boxes[nms(boxes, 0.7)]
 
     def _refine(self, name: str, images: list, boxes: np.ndarray) -> np.ndarray:
         """R-Net or O-Net on square candidates: rescored, regressed, suppressed.
