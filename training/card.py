@@ -178,8 +178,14 @@ def _markdown(card: dict) -> str:
     )
     recipe = card["recipe"]
     flip = card.get("flip_average")
+    views = "the face and its mirror"
+    if flip and (flip.get("shift") or flip.get("zoom")):
+        views = (
+            f"a window moved by {flip['shift']:+g} and widened by {flip['zoom']:+g} "
+            "of the crop, and the mirror of the opposite window"
+        )
     flip_line = (
-        f"- Flip averaging (the mean of the outputs on the face and its mirror), kept "
+        f"- Flip averaging (the mean of the outputs on {views}), kept "
         f"because it beat the plain model on validation: "
         f"{flip['validation_plain']:.4f} -> {flip['validation_flip_average']:.4f}.\n"
         if flip
