@@ -284,7 +284,6 @@ def test_stability_model_shares_weights_and_adds_a_jitter_loss_in_training():
     np.testing.assert_allclose(
         fitted(x, training=False), model(x, training=False), atol=1e-6
     )
-    fitted(x, training=False)
     assert float(keras.ops.sum(fitted.losses)) == 0.0  # no jitter outside training
     fitted(x, training=True)
     assert len(fitted.losses) == 1 and float(fitted.losses[0]) > 0
