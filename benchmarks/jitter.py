@@ -16,30 +16,22 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from speed import SLOW, ours  # the sibling script (run from the repository root)
 
 from analyzer.classifier import EmotionClassifier
 from analyzer.sources import VideoInfo, iter_video
 
-SLOW = ["--every-frame", "--detect-interval", "0", "--detect-max-side", "0"]
-
 
 def reference_boxes(clip: Path) -> pd.DataFrame:
     """The slow path's faces: frame_index and x1, y1, x2, y2, in frame order."""
-    with tempfile.TemporaryDirectory() as out:
-        subprocess.run(
-            [sys.executable, "-m", "analyzer", str(clip), "--out", out, *SLOW]
-            + ["--no-report", "-q"],
-            check=True,
-            capture_output=True,
-        )
-        faces = pd.read_parquet(Path(out) / "faces")
+    with tempfile.TemporaryDirectory() as tmp:
+        ours(clip, Path(tmp), *SLOW)
+        faces = pd.read_parquet(Path(tmp) / "faces")
     return faces.sort_values(["frame_index", "x1"]).reset_index(drop=True)
 
 

@@ -228,10 +228,10 @@ def main() -> None:
         tmp = Path(tmp_name)
         woman2 = args.media / "woman2.mp4"
         looped = loop_video(woman2, tmp / "woman2_x10.mp4", 10)
-        clips = [*sorted(args.media.glob("*.mp4")), looped]
-        rows = [bench_clip(clip, tmp, peer) for clip in clips]
+        media = sorted(args.media.glob("*.mp4"))
+        rows = [bench_clip(clip, tmp, peer) for clip in (*media, looped)]
         result = {"clips": rows, "quality_woman2": quality(woman2, tmp / "q")}
-        for clip in clips[:-1]:
+        for clip in media:
             if clip != woman2:
                 result[f"quality_{clip.stem}"] = quality(clip, tmp / f"q-{clip.stem}")
         # The loop, 10x the frames: 5 fps and the keyframes fall at a different
