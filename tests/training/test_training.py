@@ -200,13 +200,9 @@ def test_init_copies_weights_from_a_saved_model(tmp_path):
     np.testing.assert_array_equal(target.get_layer("emotion").bias, np.arange(7))
 
 
-def test_flip_average_matches_mean_of_mirrors_and_survives_save(tmp_path):
+def _tiny_model_and_faces():
+    """A small input-dependent 7-way model and four random 48x48 faces."""
     import keras
-
-    from analyzer.classifier import EmotionClassifier
-    from analyzer.layers import load_keras_model
-    from analyzer.modelfile import ModelInfo, write_info
-    from training.flip_average import flip_averaged
 
     keras.utils.set_random_seed(0)
     plain = keras.Sequential(
@@ -218,6 +214,17 @@ def test_flip_average_matches_mean_of_mirrors_and_survives_save(tmp_path):
         ]
     )
     x = np.random.default_rng(0).uniform(0, 255, (4, 48, 48, 1)).astype("float32")
+    return plain, x
+
+
+def test_flip_average_matches_mean_of_mirrors_and_survives_save(tmp_path):
+
+    from analyzer.classifier import EmotionClassifier
+    from analyzer.layers import load_keras_model
+    from analyzer.modelfile import ModelInfo, write_info
+    from training.flip_average import flip_averaged
+
+    plain, x = _tiny_model_and_faces()
     expected = (plain.predict_on_batch(x) + plain.predict_on_batch(x[:, :, ::-1])) / 2
     averaged = flip_averaged(plain)
     np.testing.assert_allclose(averaged.predict_on_batch(x), expected, atol=1e-6)
@@ -302,23 +309,13 @@ def test_shift_zoom_moves_whole_pixels_exactly_and_rows_sum_to_one():
 
 
 def test_shifted_flip_average_averages_two_opposite_windows(tmp_path):
-    import keras
 
     from analyzer.classifier import EmotionClassifier
     from analyzer.layers import resample_matrix
     from analyzer.modelfile import ModelInfo, write_info
     from training.flip_average import flip_averaged
 
-    keras.utils.set_random_seed(0)
-    plain = keras.Sequential(
-        [
-            keras.Input((48, 48, 1)),
-            keras.layers.Conv2D(2, 3),
-            keras.layers.Flatten(),
-            keras.layers.Dense(7, activation="softmax"),
-        ]
-    )
-    x = np.random.default_rng(0).uniform(0, 255, (4, 48, 48, 1)).astype("float32")
+    plain, x = _tiny_model_and_faces()
 
     def window(shift, zoom):
         rows, cols = (resample_matrix(48, shift, zoom),) * 2
