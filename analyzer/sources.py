@@ -155,9 +155,11 @@ def iter_video(
 ) -> Iterator[Frame]:
     """Stream a video's frames in presentation order, sampled to ``sample_fps``.
 
-    Every frame is decoded (codecs need it) but only sampled ones are converted to
-    arrays. ``info`` is filled in as decoding goes: ``frames_total`` counts every
-    decoded frame. With ``sample_fps=None`` every frame is yielded.
+    Only sampled frames are converted to arrays, and frames that cannot be sampled
+    and that no other frame is predicted from are not decoded at all
+    (:class:`_Decoder`). ``info`` is filled in as decoding goes: ``frames_total``
+    counts every frame, skipped or not. With ``sample_fps=None`` every frame is
+    decoded and yielded.
 
     Raises:
         SourceError: the file cannot be opened or decoding fails part way.
@@ -196,9 +198,9 @@ def _decode(container, stream, info: VideoInfo, sample_fps: float | None):
 
     start = stream.start_time or 0
     last_t, last_bin, index = -1.0, -1, -1
+    decoded = _Decoder(container, stream, sample_fps, start)
     try:
-        for frame in container.decode(stream):
-            index += 1
+        for index, frame in decoded:
             t = _timestamp(frame, stream, start, index, info.fps)
             t = max(t, last_t)  # presentation times never go back; guard bad files
             last_t = t
@@ -213,6 +215,7 @@ def _decode(container, stream, info: VideoInfo, sample_fps: float | None):
         raise SourceError(f"decoding failed after frame {index}: {exc}") from exc
     if index < 0:
         raise SourceError("video holds no decodable frame")
+    info.frames_total = max(info.frames_total, decoded.total)
     if info.frames_declared and info.frames_total < 0.98 * info.frames_declared - 1:
         raise SourceError(
             f"truncated: decoded {info.frames_total} of the {info.frames_declared} "
@@ -220,6 +223,60 @@ def _decode(container, stream, info: VideoInfo, sample_fps: float | None):
         )
     if info.duration_s is None and info.fps:
         info.duration_s = last_t + 1.0 / info.fps
+
+
+class _Decoder:
+    """A stream's frames in presentation order, each with its index among all frames.
+
+    With ``sample_fps``, a packet whose sampling bin already holds a frame with an
+    earlier timestamp can never be sampled (the first frame of each bin is), so the
+    codec is told to skip it if nothing else is predicted from it (FFmpeg's
+    ``skip_frame = NONREF``: B-frames, typically). The frames sampled are the same;
+    decoding costs less. Indices still count every frame: a frame's index is the
+    rank of its timestamp among all packets' so far, skipped ones included.
+    ``total`` is the number of frames, once iteration has finished.
+    """
+
+    def __init__(self, container, stream, sample_fps: float | None, start: int):
+        self.container, self.stream = container, stream
+        self.sample_fps, self.start = sample_fps, start
+        self.total = 0
+
+    def __iter__(self):
+        import heapq
+
+        ctx = self.stream.codec_context
+        skipping = self.sample_fps is not None and self.stream.time_base is not None
+        sent: list[int] = []  # heap: timestamps of packets not yet output or skipped
+        first_in_bin: dict[int, int] = {}
+        for packet in self.container.demux(self.stream):
+            if skipping and packet.size and packet.pts is None:
+                skipping = False  # no timestamps to reason with: decode everything
+                ctx.skip_frame = "DEFAULT"
+            if skipping and packet.size:
+                heapq.heappush(sent, packet.pts)
+                b = self._bin(packet.pts)
+                first = min(first_in_bin.get(b, packet.pts), packet.pts)
+                first_in_bin[b] = first
+                ctx.skip_frame = "NONREF" if packet.pts > first else "DEFAULT"
+                if len(first_in_bin) > 64:
+                    for old in [k for k in first_in_bin if k < b - 8]:
+                        del first_in_bin[old]
+            elif not packet.size:
+                ctx.skip_frame = "DEFAULT"  # the final flush
+            for frame in packet.decode():
+                while sent and frame.pts is not None and sent[0] < frame.pts:
+                    heapq.heappop(sent)  # skipped by the codec: counted, not shown
+                    self.total += 1
+                if sent and sent[0] == frame.pts:
+                    heapq.heappop(sent)
+                self.total += 1
+                yield self.total - 1, frame
+        self.total += len(sent)  # skipped after the last frame shown
+
+    def _bin(self, pts: int) -> int:
+        t = float((pts - self.start) * self.stream.time_base)
+        return int(np.floor(t * self.sample_fps + 1e-6))
 
 
 def _timestamp(frame, stream, start: int, index: int, fps: float | None) -> float:

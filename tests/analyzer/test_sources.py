@@ -69,3 +69,39 @@ def test_prefetch_holds_at_most_its_byte_budget():
 def test_prefetch_passes_a_frame_larger_than_the_budget():
     big = [Frame(i, None, np.zeros((100, 100, 3), np.uint8)) for i in range(3)]
     assert [f.index for f in prefetch(iter(big), max_bytes=10)] == [0, 1, 2]
+
+
+def test_sampling_skips_b_frames_yet_yields_the_same_frames_and_indices(tmp_path):
+    import av
+
+    from analyzer.sources import VideoInfo, _Decoder, iter_video
+
+    from ..helpers import make_video
+
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 255, (64, 96, 3), dtype=np.uint8)
+    frames = [np.roll(base, 2 * i, axis=1) for i in range(90)]  # x264 adds B-frames
+    path = make_video(tmp_path / "b.mp4", frames, fps=30)
+
+    def stream(sample_fps):
+        info = VideoInfo()
+        out = [
+            (f.index, f.timestamp_s, f.image.tobytes())
+            for f in iter_video(path, info, sample_fps=sample_fps)
+        ]
+        return out, info.frames_total
+
+    every, total = stream(None)
+    expected, last = [], -1
+    for index, t, image in every:  # the first frame of each 1/5 s
+        if int(np.floor(t * 5 + 1e-6)) > last:
+            expected.append((index, t, image))
+            last = int(np.floor(t * 5 + 1e-6))
+    sampled, sampled_total = stream(5.0)
+    assert [s[:2] for s in sampled] == [e[:2] for e in expected]
+    assert sampled == expected and sampled_total == total == 90
+    with av.open(str(path)) as container:
+        s = container.streams.video[0]
+        decoder = _Decoder(container, s, 5.0, s.start_time or 0)
+        shown = sum(1 for _ in decoder)
+    assert shown < decoder.total == 90  # the codec did skip frames
