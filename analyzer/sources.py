@@ -265,11 +265,16 @@ class _Decoder:
             elif not packet.size:
                 ctx.skip_frame = "DEFAULT"  # the final flush
             for frame in packet.decode():
-                while sent and frame.pts is not None and sent[0] < frame.pts:
+                if skipping and frame.pts not in sent:
+                    # A timestamp no packet had (the codec re-stamped frames): stop
+                    # skipping and from here on count frames as they come.
+                    skipping, sent = False, []
+                    ctx.skip_frame = "DEFAULT"
+                while sent and sent[0] < frame.pts:
                     heapq.heappop(sent)  # skipped by the codec: counted, not shown
                     self.total += 1
-                if sent and sent[0] == frame.pts:
-                    heapq.heappop(sent)
+                if sent:
+                    heapq.heappop(sent)  # this frame's own packet
                 self.total += 1
                 yield self.total - 1, frame
         self.total += len(sent)  # skipped after the last frame shown
