@@ -206,7 +206,7 @@ def _decode(container, stream, info: VideoInfo, sample_fps: float | None):
             last_t = t
             info.frames_total = index + 1
             if sample_fps is not None:
-                sample_bin = int(np.floor(t * sample_fps + 1e-6))
+                sample_bin = _sample_bin(t, sample_fps)
                 if sample_bin <= last_bin:
                     continue
                 last_bin = sample_bin
@@ -255,7 +255,8 @@ class _Decoder:
                 ctx.skip_frame = "DEFAULT"
             if skipping and packet.size:
                 heapq.heappush(sent, packet.pts)
-                b = self._bin(packet.pts)
+                t = _timestamp(packet, self.stream, self.start, 0, None)
+                b = _sample_bin(t, self.sample_fps)
                 first = min(first_in_bin.get(b, packet.pts), packet.pts)
                 first_in_bin[b] = first
                 ctx.skip_frame = "NONREF" if packet.pts > first else "DEFAULT"
@@ -279,12 +280,16 @@ class _Decoder:
                 yield self.total - 1, frame
         self.total += len(sent)  # skipped after the last frame shown
 
-    def _bin(self, pts: int) -> int:
-        t = float((pts - self.start) * self.stream.time_base)
-        return int(np.floor(t * self.sample_fps + 1e-6))
+
+def _sample_bin(t: float, sample_fps: float) -> int:
+    """The 1/sample_fps slot of time ``t``; the first frame of each slot is sampled.
+
+    The sampler and the decoder's skipping both use this: they must agree."""
+    return int(np.floor(t * sample_fps + 1e-6))
 
 
 def _timestamp(frame, stream, start: int, index: int, fps: float | None) -> float:
+    """Presentation time in seconds of a frame (or a packet: both have ``pts``)."""
     if frame.pts is not None and stream.time_base is not None:
         return float((frame.pts - start) * stream.time_base)
     # No presentation time at all (rare raw streams): fall back to the frame rate.
