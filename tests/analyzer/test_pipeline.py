@@ -68,6 +68,10 @@ def test_schema_dtypes_and_probabilities(media, tmp_path, runtime):
     assert (faces["emotion"] == "happy").all()
     images = faces[faces["source"].str.endswith((".png", ".jpg"))]
     assert images["timestamp_s"].isna().all()
+    # Null in the file, not NaN: readers other than pandas tell the two apart.
+    stamps = table.column("timestamp_s")
+    assert stamps.null_count == len(images) > 0
+    assert not np.isnan(stamps.drop_null().to_numpy()).any()
     sources = pq.read_table(out / "sources.parquet")
     assert sources.schema.equals(SOURCE_SCHEMA)
 

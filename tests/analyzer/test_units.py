@@ -12,7 +12,7 @@ from analyzer.faces import Faces
 from analyzer.labels import EMOTIONS
 from analyzer.modelfile import ModelFileError, ModelInfo, read_info, write_info
 from analyzer.registry import Registry
-from analyzer.tracking import IouTracker, iou_matrix
+from analyzer.tracking import IouTracker, best_matching, iou_matrix
 
 from ..helpers import CONSTANT_PROBS, constant_model
 
@@ -44,6 +44,19 @@ def test_iou(a, b, expected):
     assert iou_matrix(np.array([a], float), np.array([b], float))[
         0, 0
     ] == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 5), (4, 1), (3, 3), (2, 6), (5, 2)])
+def test_best_matching_maximises_total_iou(shape):
+    from scipy.optimize import linear_sum_assignment
+
+    rng = np.random.default_rng(sum(shape))
+    for _ in range(20):
+        iou = rng.random(shape)
+        rows, cols = best_matching(iou)
+        want_rows, want_cols = linear_sum_assignment(-iou)
+        assert iou[rows, cols].sum() == pytest.approx(iou[want_rows, want_cols].sum())
+        assert len(set(rows)) == len(rows) == min(shape) == len(set(cols))
 
 
 def _faces(*boxes):
