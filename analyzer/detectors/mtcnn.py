@@ -26,7 +26,7 @@ MIN_FACE = 20
 SCALE_FACTOR = 0.709
 THRESHOLDS = {"pnet": 0.6, "rnet": 0.7, "onet": 0.8}
 PATCH = {"rnet": 24, "onet": 48}
-BATCH = {"rnet": 32, "onet": 8}  # fixed interpreter batches; shorter ones padded
+BATCH = {"rnet": 32, "onet": 8}  # largest interpreter batches (see _refine)
 MAX_INTERPRETERS = 48  # one video size needs ~12 (a pyramid of P-Net sizes + 2)
 
 
@@ -232,7 +232,10 @@ class LiteCascade:
         """
         size = PATCH[name]
         patches = np.stack([_patch(images[int(b[5])], b, size) for b in boxes])
-        net = self._net(name, (BATCH[name], size, size, 3))
+        # A batch of up to BATCH rows, padded to the next power of two: a few
+        # candidates (a window around one tracked face) do not pay for a full batch.
+        batch = min(BATCH[name], 1 << (len(patches) - 1).bit_length())
+        net = self._net(name, (batch, size, size, 3))
         chunks = self._litert.predict_padded(net, patches)
         reg = np.concatenate([c[0] for c in chunks])
         score = np.concatenate([c[-1] for c in chunks])[:, 1]
