@@ -9,10 +9,17 @@ import numpy as np
 import pytest
 
 from analyzer import litert
-from analyzer.detectors.mtcnn import MtcnnDetector, nms, pyramid
+from analyzer.detectors.mtcnn import MtcnnDetector, _normalize, nms, pyramid
 from analyzer.tracking import iou_matrix
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"
+
+
+def test_normalize_is_exactly_the_packages_scaling():
+    rgb = np.arange(256, dtype=np.uint8).repeat(3).reshape(16, 16, 3)
+    out = _normalize(rgb)
+    assert out.dtype == np.float32 and out.shape == rgb.shape
+    np.testing.assert_array_equal(out, (rgb.astype(np.float32) - 127.5) / 128.0)
 
 
 def test_nms_keeps_the_best_of_overlapping_boxes():
