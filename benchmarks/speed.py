@@ -9,7 +9,11 @@ RSS). Prints a table with the ratios and writes it as JSON. Also checks memory o
 reference run.
 
     python benchmarks/speed.py [--media ../shared/media] [--json bench.json]
-        [--peer .peer-venv/bin/python] [--quick]
+        [--peer .peer-venv/bin/python] [--quick] [--repeat N]
+
+The machine is shared and its speed drifts by tens of percent within minutes, so
+``--repeat N`` times the 10x loop N more times, ours and fer alternating, and
+reports every ratio with the median (``loop_repeats`` in the JSON).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 HERE = Path(__file__).resolve().parent
@@ -187,6 +192,23 @@ def bench_clip(clip: Path, tmp: Path, peer: Path | None) -> dict:
     return row
 
 
+def repeated_pairs(clip: Path, tmp: Path, peer: Path, n: int, every: int) -> dict:
+    """``n`` more alternating ours / fer pairs on ``clip``, each sampling."""
+    ratios: dict[str, list[float]] = {"every_frame": [], "default": []}
+    for i in range(n):
+        for name, flags, frequency in (
+            ("every_frame", ["--every-frame"], 1),
+            ("default", [], every),
+        ):
+            mine = ours(clip, tmp / f"repeat{i}-{name}", *flags)
+            theirs = fer(peer, clip, frequency)
+            ratios[name].append(round(mine["fps"] / theirs["fps"], 2))
+    return {
+        name: {"ratios": values, "median": float(np.median(values))}
+        for name, values in ratios.items()
+    }
+
+
 def print_table(rows: list[dict]) -> None:
     print(
         f"{'clip':24s} {'decode':>8s} {'ours all':>9s} {'fer all':>8s} {'ratio':>6s}"
@@ -218,6 +240,13 @@ def main() -> None:
     parser.add_argument(
         "--model", type=Path, default=None, help="our model (default: the shipped one)"
     )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=0,
+        metavar="N",
+        help="time the 10x loop N more times against fer, alternating (default 0)",
+    )
     args = parser.parse_args()
     if args.model:
         MODEL_FLAGS.extend(["--model", str(args.model)])
@@ -238,6 +267,11 @@ def main() -> None:
         # phase in each repetition, so 774 distinct analyzed frames instead of 78.
         fast_paths = {k: QUALITY_VARIANTS[k] for k in ("every_frame", "default")}
         result["quality_woman2_x10"] = quality(looped, tmp / "q10", fast_paths)
+        if peer and args.repeat:
+            every = rows[-1]["fer_every_nth"]["n"]
+            result["loop_repeats"] = repeated_pairs(
+                looped, tmp, peer, args.repeat, every
+            )
         if not args.quick:
             longer = loop_video(woman2, tmp / "woman2_x100.mp4", 100)
             result["memory"] = {
@@ -247,6 +281,11 @@ def main() -> None:
     print_table(rows)
     for key in (k for k in result if k.startswith("quality_")):
         print(f"{key}:", json.dumps(result[key]))
+    for name, rep in result.get("loop_repeats", {}).items():
+        print(
+            f"woman2_x10 {name}, ours / fer over {len(rep['ratios'])} more pairs: "
+            f"{rep['ratios']}, median {rep['median']:.2f}"
+        )
     if "memory" in result:
         m = result["memory"]
         print(
