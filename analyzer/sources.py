@@ -179,30 +179,9 @@ def iter_video(
         if not container.streams.video:
             raise SourceError("file has no video stream")
         stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
         _describe(stream, info)
-        stream.thread_type = decoder_threading(info, sample_fps)
         yield from _decode(container, stream, info, sample_fps)
-
-
-# Frames up to this many pixels are decoded on one thread when sampling.
-SINGLE_THREAD_PIXELS = 1280 * 720
-
-
-def decoder_threading(info: VideoInfo, sample_fps: float | None) -> str:
-    """FFmpeg's ``thread_type`` for this video: ``AUTO`` (frame and slice threads)
-    or ``NONE``.
-
-    The decoder runs on its own thread beside the analysis, on the same cores.
-    When sampling (1 frame in 6 at 5 fps from 30), it is not what the run waits
-    for up to 720p, and FFmpeg's threads cost more synchronisation than they
-    save: on the 10x woman2 loop (596x336) at 5 fps, decoding took 3.0 CPU-s on
-    one thread against 3.3-3.6 on FFmpeg's, and the whole run 2-4% less time; at
-    1280x720 the two were even. Every frame, or larger frames, keep the threads
-    (every frame at 720p: 2-10% faster with them).
-    """
-    if sample_fps is None or not info.width or not info.height:
-        return "AUTO"
-    return "NONE" if info.width * info.height <= SINGLE_THREAD_PIXELS else "AUTO"
 
 
 def _describe(stream, info: VideoInfo) -> None:

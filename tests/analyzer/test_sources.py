@@ -105,13 +105,3 @@ def test_sampling_skips_b_frames_yet_yields_the_same_frames_and_indices(tmp_path
         decoder = _Decoder(container, s, 5.0, s.start_time or 0)
         shown = sum(1 for _ in decoder)
     assert shown < decoder.total == 90  # the codec did skip frames
-
-
-def test_sampled_small_videos_decode_on_one_thread():
-    from analyzer.sources import VideoInfo, decoder_threading
-
-    sd, hd = VideoInfo(width=640, height=360), VideoInfo(width=1920, height=1080)
-    assert decoder_threading(sd, 5.0) == "NONE"
-    assert decoder_threading(sd, None) == "AUTO"  # every frame: the decoder limits
-    assert decoder_threading(hd, 5.0) == "AUTO"
-    assert decoder_threading(VideoInfo(), 5.0) == "AUTO"  # size unknown
