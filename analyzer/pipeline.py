@@ -116,12 +116,32 @@ class Runtime:
 
 
 class _Classifier:
-    """Collects analyzed frames and classifies their crops in batches across frames."""
+    """Collects analyzed frames and classifies their crops in batches across frames.
+
+    Batches are classified and written on one worker thread while the caller
+    detects and tracks the next frames (LiteRT and OpenCV release the GIL), at
+    most ``IN_FLIGHT`` batches behind; rows are written in frame order. On the
+    10x woman2 loop this took 4-5% off the whole run at 5 fps and every frame
+    (README, "Performance"). Use as a context manager: leaving it waits for the
+    worker, so nothing writes to the part after.
+    """
+
+    IN_FLIGHT = 2
 
     def __init__(self, runtime: Runtime, part: PartWriter, source: str) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
         self.runtime, self.part, self.source = runtime, part, source
         self.pending: list[tuple[Frame, Faces, list[np.ndarray]]] = []
         self.crops = 0
+        self._worker = ThreadPoolExecutor(1, thread_name_prefix="classifier")
+        self._queued: list = []
+
+    def __enter__(self) -> _Classifier:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._worker.shutdown(wait=True, cancel_futures=True)
 
     def add(self, frame: Frame, faces: Faces) -> None:
         crops = self.runtime.classifier.crops(frame.image, faces.boxes)
@@ -132,10 +152,24 @@ class _Classifier:
             self.flush()
 
     def flush(self) -> None:
-        crops = [c for _, _, cs in self.pending for c in cs]
+        """Hand the pending frames to the worker; re-raise the worker's errors."""
+        if self.pending:
+            self._queued.append(self._worker.submit(self._write, self.pending))
+            self.pending, self.crops = [], 0
+        while len(self._queued) > self.IN_FLIGHT:
+            self._queued.pop(0).result()
+
+    def finish(self) -> None:
+        """Classify and write everything added; re-raise the worker's errors."""
+        self.flush()
+        while self._queued:
+            self._queued.pop(0).result()
+
+    def _write(self, pending: list[tuple[Frame, Faces, list[np.ndarray]]]) -> None:
+        crops = [c for _, _, cs in pending for c in cs]
         probs = self.runtime.classifier.predict(np.stack(crops)) if crops else None
         start = 0
-        for frame, faces, frame_crops in self.pending:
+        for frame, faces, frame_crops in pending:
             n = len(frame_crops)
             self.part.add_frame(self.source, frame.index, frame.timestamp_s, n)
             if n:
@@ -149,7 +183,6 @@ class _Classifier:
                     )
                 )
             start += n
-        self.pending, self.crops = [], 0
 
 
 def _frames_bar(
@@ -258,12 +291,12 @@ def _analyze_frames(
     tracked: bool,
 ) -> set[int]:
     """Detect, track and classify every frame; returns the track ids seen."""
-    classify = _Classifier(runtime, part, source.name)
-    detections = _Detections(runtime, classify, tracked)
-    for frame in frames:
-        detections.add(frame)
-    detections.flush()
-    classify.flush()
+    with _Classifier(runtime, part, source.name) as classify:
+        detections = _Detections(runtime, classify, tracked)
+        for frame in frames:
+            detections.add(frame)
+        detections.flush()
+        classify.finish()
     return detections.track_ids
 
 

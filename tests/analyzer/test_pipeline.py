@@ -206,3 +206,33 @@ def test_detection_on_downscaled_frames_maps_boxes_back(tmp_path, tiny_model):
     np.testing.assert_allclose(
         out[80][["x1", "y1", "x2", "y2"]], out[0][["x1", "y1", "x2", "y2"]], atol=2.5
     )
+
+
+def test_a_classifier_error_fails_its_source_alone_with_nothing_written(
+    tmp_path, tiny_model, monkeypatch
+):
+    # Batches are classified on a worker thread: its error must still reach the
+    # source's row, and the part must not be left half written.
+    root = tmp_path / "in"
+    root.mkdir()
+    moving_blob_video(root / "a.mp4", 40)
+    moving_blob_video(root / "b.mp4", 40)
+    runtime = make_runtime(tiny_model, sample_fps=None, batch_size=4)
+    real, calls = runtime.classifier.predict, {"n": 0}
+
+    def fails_once(crops):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise RuntimeError("classifier exploded")
+        return real(crops)
+
+    monkeypatch.setattr(runtime.classifier, "predict", fails_once)
+    summary = run([root], tmp_path / "out", runtime, progress=False)
+    rows = {r["source"]: r for r in summary.rows}
+    assert rows["a.mp4"]["status"] == "failed"
+    assert "classifier exploded" in rows["a.mp4"]["error"]
+    assert rows["b.mp4"]["status"] == "ok" and rows["b.mp4"]["faces"] == 40
+    parts = [p.name for p in (tmp_path / "out" / "faces").iterdir()]
+    assert len(parts) == 1 and parts[0].startswith("b.mp4")
+    frames = pd.read_parquet(tmp_path / "out" / "frames")
+    assert frames["frame_index"].tolist() == list(range(40))  # b's, in order
