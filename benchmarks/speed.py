@@ -194,7 +194,7 @@ def bench_clip(clip: Path, tmp: Path, peer: Path | None) -> dict:
 
 def repeated_pairs(clip: Path, tmp: Path, peer: Path, n: int, every: int) -> dict:
     """``n`` more alternating ours / fer pairs on ``clip``, each sampling."""
-    ratios: dict[str, list[float]] = {"every_frame": [], "default": []}
+    pairs: dict[str, list[dict]] = {"every_frame": [], "default": []}
     for i in range(n):
         for name, flags, frequency in (
             ("every_frame", ["--every-frame"], 1),
@@ -202,11 +202,22 @@ def repeated_pairs(clip: Path, tmp: Path, peer: Path, n: int, every: int) -> dic
         ):
             mine = ours(clip, tmp / f"repeat{i}-{name}", *flags)
             theirs = fer(peer, clip, frequency)
-            ratios[name].append(round(mine["fps"] / theirs["fps"], 2))
-    return {
-        name: {"ratios": values, "median": float(np.median(values))}
-        for name, values in ratios.items()
-    }
+            pairs[name].append(
+                {
+                    "ours_wall_s": mine["wall_s"],
+                    "fer_wall_s": theirs["wall_s"],
+                    "ratio": round(mine["fps"] / theirs["fps"], 2),
+                }
+            )
+    result = {}
+    for name, runs in pairs.items():
+        ratios = [r["ratio"] for r in runs]
+        result[name] = {
+            "pairs": runs,
+            "ratios": ratios,
+            "median": float(np.median(ratios)),
+        }
+    return result
 
 
 def print_table(rows: list[dict]) -> None:
