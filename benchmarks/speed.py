@@ -193,7 +193,8 @@ def bench_clip(clip: Path, tmp: Path, peer: Path | None) -> dict:
 
 
 def repeated_pairs(clip: Path, tmp: Path, peer: Path, n: int, every: int) -> dict:
-    """``n`` more alternating ours / fer pairs on ``clip``, each sampling."""
+    """``n`` more alternating ours / fer pairs on ``clip``, every frame and at
+    the default sampling (fer: every ``every``-th frame)."""
     pairs: dict[str, list[dict]] = {"every_frame": [], "default": []}
     for i in range(n):
         for name, flags, frequency in (

@@ -233,7 +233,7 @@ class LiteCascade:
         size = PATCH[name]
         patches = np.stack([_patch(images[int(b[5])], b, size) for b in boxes])
         # A batch of up to BATCH rows, padded to the next power of two: a few
-        # candidates (a window around one tracked face) do not pay for a full batch.
+        # candidates (a frame with one face) do not pay for a full batch.
         batch = min(BATCH[name], 1 << (len(patches) - 1).bit_length())
         net = self._net(name, (batch, size, size, 3))
         chunks = self._litert.predict_padded(net, patches)
