@@ -57,8 +57,9 @@ class ShiftZoom(keras.layers.Layer):
 
     def call(self, inputs):
         ops = keras.ops
+        rows, cols_t = (ops.convert_to_tensor(m) for m in (self._rows, self._cols_t))
         x = ops.transpose(inputs, (0, 3, 1, 2))  # N, C, H, W
-        x = ops.matmul(ops.matmul(ops.convert_to_tensor(self._rows), x), self._cols_t)
+        x = ops.matmul(ops.matmul(rows, x), cols_t)
         return ops.transpose(x, (0, 2, 3, 1))
 
     def compute_output_shape(self, input_shape):

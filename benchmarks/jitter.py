@@ -21,7 +21,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from speed import SLOW, ours  # the sibling script (run from the repository root)
+from speed import (  # the sibling script (run from the repository root)
+    SLOW,
+    largest_per_frame,
+    ours,
+)
 
 from analyzer.classifier import EmotionClassifier
 from analyzer.sources import VideoInfo, iter_video
@@ -67,14 +71,11 @@ def measure(clip: Path, models: list[Path], sigma: float, repeats: int) -> dict:
             for v, per_variant in enumerate(per_model):
                 per_variant += found[v * len(picked) : (v + 1) * len(picked)]
     result = {"clip": clip.name, "faces": len(faces), "sigma": sigma, "models": {}}
-    # Consecutive frames: the largest face of each frame, as speed.py does.
-    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
     for path, classifier, per_model in zip(models, classifiers, crops, strict=True):
         top = [classifier.predict(np.stack(c)).argmax(axis=1) for c in per_model]
         changed = np.mean([(t != top[0]).mean() for t in top[1:]])
-        largest = faces.assign(top=top[0], area=area).sort_values("area")
-        series = largest.groupby("frame_index").tail(1).sort_values("frame_index")
-        steps = series["top"].to_numpy()
+        # Consecutive frames: the largest face of each frame, as speed.py compares.
+        steps = largest_per_frame(faces.assign(top=top[0]))["top"].to_numpy()
         between = (steps[1:] != steps[:-1]).mean()
         result["models"][str(path)] = {
             "name": classifier.name,

@@ -163,15 +163,15 @@ def quality(path: Path, tmp: Path, variants: dict | None = None) -> dict:
     return result
 
 
+def largest_per_frame(faces: pd.DataFrame) -> pd.DataFrame:
+    """Each frame's largest face (rows with x1..y2), indexed by frame_index."""
+    area = (faces["x2"] - faces["x1"]) * (faces["y2"] - faces["y1"])
+    largest = faces.assign(area=area).sort_values("area").groupby("frame_index")
+    return largest.tail(1).set_index("frame_index").sort_index()
+
+
 def _largest_face(out: Path) -> pd.DataFrame:
-    faces = pd.read_parquet(out / "faces")
-    faces["area"] = (faces["x2"] - faces["x1"]) * (faces["y2"] - faces["y1"])
-    return (
-        faces.sort_values("area")
-        .groupby("frame_index")
-        .tail(1)
-        .set_index("frame_index")[["emotion"]]
-    )
+    return largest_per_frame(pd.read_parquet(out / "faces"))[["emotion"]]
 
 
 def bench_clip(clip: Path, tmp: Path, peer: Path | None) -> dict:

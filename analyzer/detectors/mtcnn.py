@@ -250,7 +250,7 @@ def _normalize(rgb: np.ndarray) -> np.ndarray:
     """uint8 RGB -> MTCNN's input range, about [-1, 1]: (x - 127.5) / 128.
 
     One OpenCV pass, bit for bit the same as the NumPy expression (every term is
-    exact in float32) and 10x faster on a whole frame.
+    exact in float32): 0.13-0.17 against 2.4-2.9 ms on a 596x336 frame.
     """
     import cv2
 
