@@ -193,12 +193,31 @@ def _describe(stream, info: VideoInfo) -> None:
         info.duration_s = float(stream.duration * stream.time_base)
 
 
+class BgrConverter:
+    """Decoded frames to ``(h, w, 3) uint8`` BGR arrays, one swscale context reused.
+
+    ``frame.to_ndarray(format="bgr24")`` makes a new scaler for every frame, and
+    since PyAV 17 that scaler starts its own threads (``threads=0``, automatic):
+    0.8 ms a frame on a 596x336 video here, against 0.13 ms for one context on
+    one thread, with the same pixels (README, "Performance").
+    """
+
+    def __init__(self) -> None:
+        from av.video.reformatter import VideoReformatter
+
+        self._reformatter = VideoReformatter()
+
+    def __call__(self, frame) -> np.ndarray:
+        return self._reformatter.reformat(frame, format="bgr24", threads=1).to_ndarray()
+
+
 def _decode(container, stream, info: VideoInfo, sample_fps: float | None):
     import av
 
     start = stream.start_time or 0
     last_t, last_bin, index = -1.0, -1, -1
     decoded = _Decoder(container, stream, sample_fps, start)
+    to_bgr = BgrConverter()
     try:
         for index, frame in decoded:
             t = _timestamp(frame, stream, start, index, info.fps)
@@ -210,7 +229,7 @@ def _decode(container, stream, info: VideoInfo, sample_fps: float | None):
                 if sample_bin <= last_bin:
                     continue
                 last_bin = sample_bin
-            yield Frame(index, t, frame.to_ndarray(format="bgr24"))
+            yield Frame(index, t, to_bgr(frame))
     except av.error.FFmpegError as exc:
         raise SourceError(f"decoding failed after frame {index}: {exc}") from exc
     if index < 0:

@@ -57,14 +57,18 @@ def loop_video(src: Path, dest: Path, times: int) -> Path:
 
 
 def decode_only(path: Path) -> dict:
+    """Every frame decoded and converted to BGR as the analyzer does, nothing else."""
     import av
+
+    from analyzer.sources import BgrConverter
 
     started, n = time.perf_counter(), 0
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
+        to_bgr = BgrConverter()
         for frame in container.decode(stream):
-            frame.to_ndarray(format="bgr24")
+            to_bgr(frame)
             n += 1
     seconds = time.perf_counter() - started
     return {"frames": n, "wall_s": round(seconds, 2), "fps": round(n / seconds, 1)}

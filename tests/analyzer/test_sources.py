@@ -105,3 +105,21 @@ def test_sampling_skips_b_frames_yet_yields_the_same_frames_and_indices(tmp_path
         decoder = _Decoder(container, s, 5.0, s.start_time or 0)
         shown = sum(1 for _ in decoder)
     assert shown < decoder.total == 90  # the codec did skip frames
+
+
+def test_bgr_converter_gives_pyav_pixels(tmp_path):
+    import av
+
+    from analyzer.sources import BgrConverter
+
+    from ..helpers import make_video
+
+    rng = np.random.default_rng(1)
+    frames = [rng.integers(0, 255, (48, 80, 3), dtype=np.uint8) for _ in range(6)]
+    path = make_video(tmp_path / "noise.mp4", frames, fps=10)
+    to_bgr = BgrConverter()
+    with av.open(str(path)) as container:
+        for frame in container.decode(video=0):
+            ours = to_bgr(frame)
+            assert ours.shape == (48, 80, 3) and ours.dtype == np.uint8
+            assert np.array_equal(ours, frame.to_ndarray(format="bgr24"))
