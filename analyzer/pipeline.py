@@ -315,6 +315,7 @@ def source_row(source: Source, **values) -> dict:
             "faces",
             "tracks",
             "frames_with_faces",
+            "decode_errors",
             "part",
         )
     )
@@ -379,6 +380,13 @@ def _analyze_into(
         stream = iter_video(source.path, info, sample_fps=runtime.config.sample_fps)
         frames = _frames_bar(source, info, prefetch(stream), progress)
         tracks = _analyze_frames(runtime, part, source, frames, tracked=True)
+        if info.decode_errors:
+            logger.warning(
+                "%s: the decoder rejected %d corrupt packet(s); frames predicted "
+                "from them were analyzed as FFmpeg's error concealment left them",
+                source.name,
+                info.decode_errors,
+            )
     return {
         "frames_total": info.frames_total,
         "fps": info.fps,
@@ -387,6 +395,7 @@ def _analyze_into(
         "height": info.height,
         "tracks": len(tracks),
         "frames_with_faces": part.frames_with_faces,
+        "decode_errors": info.decode_errors,
     }
 
 

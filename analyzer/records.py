@@ -64,6 +64,7 @@ SOURCE_SCHEMA = pa.schema(
         ("faces", pa.int64()),
         ("tracks", pa.int64()),
         ("frames_with_faces", pa.int64()),
+        ("decode_errors", pa.int64()),
         ("part", pa.string()),
         ("path", pa.string()),
     ]

@@ -40,6 +40,56 @@ BAD_FILES = [
 ]
 
 
+def _damaged(path, bad: set[int]):
+    """A 90-frame clip whose packets numbered ``bad`` hold random bytes instead."""
+    import av
+    import numpy as np
+
+    from ..helpers import make_video
+
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 255, (120, 160, 3), dtype=np.uint8)
+    frames = [np.roll(base, 2 * i, axis=1) for i in range(90)]
+    clean = make_video(path.with_name("clean.tmp.mp4"), frames, fps=30)
+    with av.open(str(clean)) as inp, av.open(str(path), "w") as out:
+        vin = inp.streams.video[0]
+        vout = out.add_stream_from_template(vin)
+        for i, packet in enumerate(p for p in inp.demux(vin) if p.size):
+            if i in bad:
+                garbage = av.Packet(rng.bytes(packet.size))
+                garbage.pts, garbage.dts = packet.pts, packet.dts
+                garbage.time_base = packet.time_base
+                garbage.is_keyframe = packet.is_keyframe
+                packet = garbage
+            packet.stream = vout
+            out.mux(packet)
+    clean.unlink()
+    return path
+
+
+BAD_FILES.append(
+    ("shredded.mp4", lambda p: _damaged(p, set(range(10, 90, 3))), "corrupt: the")
+)
+
+
+@pytest.mark.parametrize("sample_fps", [None, 5.0])
+def test_a_glitch_does_not_fail_a_video(tmp_path, tiny_model, sample_fps):
+    from analyzer.config import AnalyzerConfig
+    from analyzer.pipeline import Runtime
+
+    root = tmp_path / "in"
+    root.mkdir()
+    _damaged(root / "glitch.mp4", {40})
+    config = AnalyzerConfig(model=tiny_model, detector="fake", sample_fps=sample_fps)
+    summary = run([root], tmp_path / "out", Runtime.create(config), progress=False)
+    (row,) = summary.rows
+    assert row["status"] == "ok", row["error"]
+    assert row["decode_errors"] == 1
+    assert row["frames_total"] == 90  # a rejected packet's frame keeps its place
+    sources = pd.read_parquet(tmp_path / "out" / "sources.parquet")
+    assert sources["decode_errors"].tolist() == [row["decode_errors"]]
+
+
 @pytest.mark.parametrize(("name", "make", "message"), BAD_FILES)
 def test_bad_file_fails_alone(tmp_path, runtime, name, make, message):
     root = tmp_path / "in"

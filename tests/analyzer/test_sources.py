@@ -123,3 +123,13 @@ def test_bgr_converter_gives_pyav_pixels(tmp_path):
             ours = to_bgr(frame)
             assert ours.shape == (48, 80, 3) and ours.dtype == np.uint8
             assert np.array_equal(ours, frame.to_ndarray(format="bgr24"))
+
+
+def test_sampled_small_videos_decode_on_one_thread():
+    from analyzer.sources import VideoInfo, decoder_threading
+
+    sd, hd = VideoInfo(width=640, height=360), VideoInfo(width=1920, height=1080)
+    assert decoder_threading(sd, 5.0) == "NONE"
+    assert decoder_threading(sd, None) == "AUTO"  # every frame: the decoder limits
+    assert decoder_threading(hd, 5.0) == "AUTO"
+    assert decoder_threading(VideoInfo(), 5.0) == "AUTO"  # size unknown
