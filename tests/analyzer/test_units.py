@@ -213,3 +213,55 @@ def test_litert_remainders_go_through_a_small_interpreter_in_order(tmp_path):
         got, want = fast.predict(crops[:n]), slow.predict(crops[:n])
         np.testing.assert_allclose(got, want, atol=1e-5)
     assert fast._model._small.input_shape[0] == 8
+
+
+@pytest.mark.parametrize(
+    ("values", "type_name", "nan_is_null"),
+    [
+        (np.array([1, -2, 3], dtype=np.int64), "int64", False),
+        (np.array([0.5, np.nan, 2.0]), "float64", True),
+        (np.array([0.5, np.nan, 2.0]), "float64", False),
+        (np.array([0.25, 1.5], dtype=np.float32), "float32", False),
+        (np.array(["clip.mp4", "dir/é.mp4", ""], dtype=object), "string", False),
+        ([None, 3, 7], "int64", False),
+        ([1.5, None, float("nan")], "float64", False),
+        (["ok", None, "failed"], "string", False),
+        ([], "string", False),
+    ],
+)
+def test_to_arrow_matches_pyarrow(values, type_name, nan_is_null):
+    import pyarrow as pa
+
+    from analyzer.records import to_arrow
+
+    type_ = getattr(pa, type_name)()
+    ours = to_arrow(values, type_, nan_is_null=nan_is_null)
+    ours.validate(full=True)
+    expected = pa.array(values, type=type_, from_pandas=nan_is_null)
+    assert ours.type == expected.type and ours.null_count == expected.null_count
+    for a, b in zip(ours.to_pylist(), expected.to_pylist(), strict=True):
+        assert a == b or (a is None and b is None) or (a != a and b != b)  # NaN
+
+
+def test_writing_results_does_not_import_pandas(tmp_path, tiny_model):
+    import subprocess
+    import sys
+
+    from ..helpers import moving_blob_video
+
+    # pyarrow's pa.array imports pandas (0.3 s); so do TensorFlow and Keras, which
+    # a run with the LiteRT copy already cached and OpenCV's detector never loads.
+    EmotionClassifier(tiny_model, runtime="litert")
+    video = moving_blob_video(tmp_path / "clip.mp4", 10)
+    args = [str(video), "--out", str(tmp_path / "out"), "--model", str(tiny_model)]
+    args += ["--detector", "haar", "--classifier-runtime", "litert", "--no-report"]
+    script = (
+        "import sys\n"
+        "from analyzer.cli import main\n"
+        f"assert main({args!r} + ['-q']) == 0\n"
+        "print('pandas' in sys.modules)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip().splitlines()[-1] == "False"
