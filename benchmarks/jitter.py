@@ -34,7 +34,7 @@ from analyzer.sources import VideoInfo, iter_video
 def reference_boxes(clip: Path) -> pd.DataFrame:
     """The slow path's faces: frame_index and x1, y1, x2, y2, in frame order."""
     with tempfile.TemporaryDirectory() as tmp:
-        ours(clip, Path(tmp), *SLOW)
+        ours(clip, Path(tmp), *SLOW, warm=False)
         faces = pd.read_parquet(Path(tmp) / "faces")
     return faces.sort_values(["frame_index", "x1"]).reset_index(drop=True)
 
