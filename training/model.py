@@ -127,6 +127,9 @@ def _augmentation(recipe: Recipe):
         steps.append(layers.RandomTranslation(t, t, fill_mode="reflect"))
     if recipe.zoom:
         steps.append(layers.RandomZoom(recipe.zoom, fill_mode="reflect"))
+    if recipe.erasing:
+        p = recipe.erasing
+        steps.append(layers.RandomErasing(factor=(p, p), value_range=(0, 255)))
     return keras.Sequential(steps, name="augmentation")
 
 
