@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
 from pathlib import Path
 
-from .config import DEFAULT_DETECT_INTERVAL_S, DEFAULT_SAMPLE_FPS
+from .config import DEFAULT_DETECT_INTERVAL_S, DEFAULT_MIN_FACE, DEFAULT_SAMPLE_FPS
 from .litert import RUNTIMES
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -114,6 +115,28 @@ def build_parser() -> argparse.ArgumentParser:
         "stage (O-Net) and drop faces it no longer finds (slower; README)",
     )
     parser.add_argument(
+        "--no-box-check",
+        action="store_true",
+        help="keep carried boxes without checking with MTCNN's O-Net that they "
+        "still hold a face",
+    )
+    parser.add_argument(
+        "--min-face",
+        type=int,
+        default=DEFAULT_MIN_FACE,
+        metavar="PX",
+        help="leave out faces whose shorter side is under PX pixels, too small to "
+        f"read reliably (default: {DEFAULT_MIN_FACE}; 0 keeps all)",
+    )
+    parser.add_argument(
+        "--min-score",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="leave out faces the detector scores under P (default: 0, the "
+        "detector's own threshold only)",
+    )
+    parser.add_argument(
         "--detector-runtime",
         default="auto",
         choices=RUNTIMES,
@@ -140,13 +163,17 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     if (
         args.batch_size < 1
+        or not math.isfinite(args.sample_fps)
         or args.sample_fps <= 0
+        or not math.isfinite(args.detect_interval)
         or args.detect_interval < 0
         or args.detect_max_side < 0
+        or args.min_face < 0
+        or not 0.0 <= args.min_score <= 1.0
     ):
         print(
-            "error: --batch-size and --sample-fps must be positive, --detect-interval "
-            "and --detect-max-side not negative",
+            "error: --batch-size and --sample-fps must be positive, --detect-interval, "
+            "--detect-max-side and --min-face not negative, --min-score in [0, 1]",
             file=sys.stderr,
         )
         return EXIT_USAGE
@@ -173,6 +200,9 @@ def _run(args) -> int:
         detector_runtime=args.detector_runtime,
         box_flow=not args.no_box_flow,
         refine=args.refine,
+        box_check=not args.no_box_check,
+        min_face=args.min_face,
+        min_score=args.min_score,
     )
     try:
         runtime = Runtime.create(config)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 GRID = 6  # points per side, spread over the box's central part
-MIN_POINTS = 6  # fewer good points than this: the box is held, not moved
+MIN_POINTS = 6  # fewer good points than this: the move failed
 FB_TOLERANCE = 1.0  # forward-backward error allowed, in (downscaled) pixels
 
 
@@ -34,13 +34,21 @@ class BoxFlow:
         """Start again from ``image`` (a keyframe)."""
         self._prev, self._scale = self._grey(image)
 
-    def step(self, image: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-        """``boxes`` (xyxy, in the previous frame) moved to ``image``."""
+    def step(
+        self, image: np.ndarray, boxes: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``boxes`` (xyxy, in the previous frame) moved to ``image``, and whether
+        each move was measured: ``False`` where too few points tracked (the box
+        is then returned where it was)."""
         grey, scale = self._grey(image)
         prev, self._prev = self._prev, grey
         if prev is None or prev.shape != grey.shape or not len(boxes):
-            return boxes
-        return np.stack([self._move(prev, grey, box * scale) / scale for box in boxes])
+            return boxes, np.zeros(len(boxes), dtype=bool)
+        moved = [self._move(prev, grey, box * scale) for box in boxes]
+        ok = np.array([m is not None for m in moved], dtype=bool)
+        pairs = zip(boxes, moved, strict=True)
+        out = np.stack([box if m is None else m / scale for box, m in pairs])
+        return out, ok
 
     def _grey(self, image: np.ndarray) -> tuple[np.ndarray, float]:
         import cv2
@@ -52,13 +60,15 @@ class BoxFlow:
             grey = cv2.resize(grey, size, interpolation=cv2.INTER_LINEAR)
         return grey, scale
 
-    def _move(self, prev: np.ndarray, grey: np.ndarray, box: np.ndarray) -> np.ndarray:
+    def _move(
+        self, prev: np.ndarray, grey: np.ndarray, box: np.ndarray
+    ) -> np.ndarray | None:
         import cv2
 
         x1, y1, x2, y2 = box
         w, h = x2 - x1, y2 - y1
         if w < 4 or h < 4:
-            return box
+            return None
         u = np.linspace(0.2, 0.8, GRID)
         gx, gy = np.meshgrid(x1 + u * w, y1 + u * h)
         p0 = np.stack([gx.ravel(), gy.ravel()], axis=1).astype(np.float32)[:, None]
@@ -71,7 +81,7 @@ class BoxFlow:
             & (np.linalg.norm((back - p0)[:, 0], axis=1) < FB_TOLERANCE)
         )
         if good.sum() < MIN_POINTS:
-            return box
+            return None
         a, b = p0[good, 0], p1[good, 0]
         shift = np.median(b - a, axis=0)
         # Scale: how distances to the centroid grew, robust to a few bad points.

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import math
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,8 +21,8 @@ from tqdm import tqdm
 
 from . import __version__
 from .classifier import EmotionClassifier, default_model
-from .config import AnalyzerConfig, settings_key
-from .detectors import create_detector, resolve
+from .config import BOX_CHECK_THRESHOLD, AnalyzerConfig, settings_key
+from .detectors import DetectorUnavailable, create_detector, resolve
 from .faces import Faces
 from .motion import BoxFlow
 from .records import (
@@ -33,6 +34,7 @@ from .records import (
     read_part_metadata,
     write_sources,
 )
+from .shots import ShotDetector
 from .sources import (
     Frame,
     Source,
@@ -56,6 +58,8 @@ class Runtime:
     detector: object
     classifier: EmotionClassifier
     detector_name: str
+    # O-Net face probabilities of boxes in a frame: the check on carried boxes.
+    face_check: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None
     key: str = field(init=False)
 
     def __post_init__(self) -> None:
@@ -92,7 +96,8 @@ class Runtime:
         )
         name = resolve(config.detector)
         detector = create_detector(name, runtime=config.detector_runtime)
-        return cls(config, detector, classifier, name)
+        check = _face_check(detector) if config.box_check else None
+        return cls(config, detector, classifier, name, check)
 
     @property
     def detector_runtime(self) -> str | None:
@@ -114,6 +119,10 @@ class Runtime:
             "detect_max_side": self.config.detect_max_side,
             "box_flow": self.config.box_flow,
             "refine": self.config.refine,
+            "box_check": self.face_check is not None,
+            "box_check_threshold": BOX_CHECK_THRESHOLD,
+            "min_face": self.config.min_face,
+            "min_score": self.config.min_score,
             "crop_margin": self.classifier.info.crop_margin,
             "settings_key": self.key,
         }
@@ -123,6 +132,18 @@ class Runtime:
             "source": source.name,
             "source_fingerprint": source.fingerprint,
         }
+
+
+def _face_check(detector) -> Callable | None:
+    """The detector's own O-Net check, or MTCNN's on LiteRT for other detectors."""
+    if getattr(detector, "can_check", False):
+        return detector.face_scores
+    try:
+        mtcnn = create_detector("mtcnn", runtime="litert")
+    except DetectorUnavailable as exc:
+        logger.warning("carried boxes are not checked for faces: %s", exc)
+        return None
+    return mtcnn.face_scores
 
 
 class _Classifier:
@@ -143,7 +164,7 @@ class _Classifier:
         from concurrent.futures import ThreadPoolExecutor
 
         self.runtime, self.part, self.source = runtime, part, source
-        self.pending: list[tuple[Frame, Faces, list[np.ndarray]]] = []
+        self.pending: list[tuple[Frame, Faces, list[np.ndarray], int, str]] = []
         self.crops = 0
         self._worker = ThreadPoolExecutor(1, thread_name_prefix="classifier")
         self._queued: list = []
@@ -154,10 +175,11 @@ class _Classifier:
     def __exit__(self, *exc) -> None:
         self._worker.shutdown(wait=True, cancel_futures=True)
 
-    def add(self, frame: Frame, faces: Faces) -> None:
+    def add(self, frame: Frame, faces: Faces, shot: int, box_source: str) -> None:
         crops = self.runtime.classifier.crops(frame.image, faces.boxes)
         # Keep the crops, not the frame: memory stays flat however long the video.
-        self.pending.append((Frame(frame.index, frame.timestamp_s, None), faces, crops))
+        stub = Frame(frame.index, frame.timestamp_s, None)
+        self.pending.append((stub, faces, crops, shot, box_source))
         self.crops += len(crops)
         if self.crops >= self.runtime.config.batch_size:
             self.flush()
@@ -176,13 +198,13 @@ class _Classifier:
         while self._queued:
             self._queued.pop(0).result()
 
-    def _write(self, pending: list[tuple[Frame, Faces, list[np.ndarray]]]) -> None:
-        crops = [c for _, _, cs in pending for c in cs]
+    def _write(self, pending: list) -> None:
+        crops = [c for _, _, cs, _, _ in pending for c in cs]
         probs = self.runtime.classifier.predict(np.stack(crops)) if crops else None
         start = 0
-        for frame, faces, frame_crops in pending:
+        for frame, faces, frame_crops, shot, box_source in pending:
             n = len(frame_crops)
-            self.part.add_frame(self.source, frame.index, frame.timestamp_s, n)
+            self.part.add_frame(self.source, frame.index, frame.timestamp_s, n, shot)
             if n:
                 self.part.add_faces(
                     face_rows(
@@ -191,15 +213,38 @@ class _Classifier:
                         frame.timestamp_s,
                         faces,
                         probs[start : start + n],
+                        shot=shot,
+                        box_source=box_source,
                     )
                 )
             start += n
 
 
+def expected_frames(info: VideoInfo, sample_fps: float | None) -> int | None:
+    """How many frames a video will analyze, from its container's facts (an
+    estimate for the progress bar; ``None`` when the container does not say)."""
+    if sample_fps is None:
+        if info.frames_declared:
+            return info.frames_declared
+        return (
+            round(info.duration_s * info.fps) if info.duration_s and info.fps else None
+        )
+    if info.duration_s:
+        return max(1, math.ceil(info.duration_s * sample_fps))
+    if info.frames_declared and info.fps:
+        return max(1, math.ceil(info.frames_declared / info.fps * sample_fps))
+    return None
+
+
 def _frames_bar(
-    source: Source, info: VideoInfo, frames: Iterator[Frame], enabled: bool
+    source: Source,
+    info: VideoInfo,
+    frames: Iterator[Frame],
+    sample_fps: float | None,
+    enabled: bool,
 ) -> Iterator[Frame]:
-    """Wrap a frame stream in a progress bar counting decoded frames."""
+    """Wrap a frame stream in a progress bar over analyzed frames, with a total
+    (and so a percentage and an ETA) once the container has been read."""
     with tqdm(
         desc=source.name[-40:],
         unit="frame",
@@ -208,17 +253,23 @@ def _frames_bar(
         disable=not enabled,
     ) as bar:
         for frame in frames:
-            bar.update(info.frames_total - bar.n)
+            if bar.total is None:
+                bar.total = expected_frames(info, sample_fps)
+            if bar.total is not None and bar.n >= bar.total:
+                bar.total = bar.n + 1  # the container undercounted
+            bar.update(1)
             yield frame
 
 
 def _detect(runtime: Runtime, images: list[np.ndarray]) -> list[Faces]:
-    """Detect on frames downscaled to ``detect_max_side``; boxes in full-size pixels."""
+    """Detect on frames downscaled to ``detect_max_side``; boxes in full-size
+    pixels, faces under ``min_face`` pixels or ``min_score`` left out."""
     import cv2
 
     if not images:
         return []
-    limit = runtime.config.detect_max_side
+    config = runtime.config
+    limit = config.detect_max_side
     scale = min(1.0, limit / max(images[0].shape[:2])) if limit else 1.0
     if scale < 1.0:
         images = [
@@ -228,42 +279,93 @@ def _detect(runtime: Runtime, images: list[np.ndarray]) -> list[Faces]:
     found = runtime.detector.detect(images)
     if scale < 1.0:
         found = [Faces(f.boxes / scale, f.scores) for f in found]
+    if config.min_face or config.min_score:
+        found = [_large_and_sure(f, config.min_face, config.min_score) for f in found]
     return found
+
+
+def _large_and_sure(faces: Faces, min_face: int, min_score: float) -> Faces:
+    sides = np.minimum(
+        faces.boxes[:, 2] - faces.boxes[:, 0], faces.boxes[:, 3] - faces.boxes[:, 1]
+    )
+    return faces.select(
+        np.flatnonzero((sides >= min_face) & (faces.scores >= min_score))
+    )
+
+
+class _ShotLog:
+    """The ``shots/`` rows of one video, built as its analyzed frames go by."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.rows: list[list] = []  # shot, first, last, start_s, end_s, frames
+
+    def add(self, shot: int, frame: Frame) -> None:
+        t = np.nan if frame.timestamp_s is None else frame.timestamp_s
+        if self.rows and self.rows[-1][0] == shot:
+            row = self.rows[-1]
+            row[2], row[4], row[5] = frame.index, t, row[5] + 1
+        else:
+            self.rows.append([shot, frame.index, frame.index, t, t, 1])
+
+    def columns(self) -> dict[str, np.ndarray]:
+        table = np.array(self.rows, dtype=np.float64).reshape(-1, 6)
+        ints = table[:, [0, 1, 2, 5]].astype(np.int64)
+        return {
+            "source": np.full(len(table), self.source, dtype=object),
+            "shot": ints[:, 0],
+            "first_frame": ints[:, 1],
+            "last_frame": ints[:, 2],
+            "start_s": table[:, 3],
+            "end_s": table[:, 4],
+            "frames": ints[:, 3],
+        }
 
 
 class _Detections:
     """Detect on keyframes, in batches, and carry tracked boxes to the frames between.
 
     A keyframe is an analyzed frame at least ``detect_interval_s`` after the last
-    one. Frames are buffered until ``detect_batch`` keyframes are waiting (or
-    ``MAX_BUFFERED`` frames), so the detector always gets full batches: MTCNN is
-    2.5-5x faster per frame in batches of 8 than one frame at a time.
+    one, or the first analyzed frame of a shot (:mod:`analyzer.shots`): at a cut
+    every track ends. Frames are buffered until ``detect_batch`` keyframes are
+    waiting (or ``MAX_BUFFERED`` frames), so the detector always gets full
+    batches: MTCNN is 2.5-5x faster per frame in batches of 8 than one at a time.
+    A carried box is dropped when its optical flow fails or, with ``box_check``,
+    when MTCNN's O-Net no longer sees a face in it.
     """
 
     MAX_BUFFERED = 64
 
-    def __init__(self, runtime: Runtime, classify: _Classifier, tracked: bool) -> None:
+    def __init__(
+        self, runtime: Runtime, classify: _Classifier, source: str, tracked: bool
+    ) -> None:
         self.runtime, self.classify, self.tracked = runtime, classify, tracked
-        self.tracker = create_tracker(runtime.config.tracker)
-        self.interval = runtime.config.detect_interval_s if tracked else 0.0
-        self.buffer: list[Frame] = []
+        config = runtime.config
+        self.tracker = create_tracker(config.tracker)
+        self.interval = config.detect_interval_s if tracked else 0.0
+        self.buffer: list[tuple[Frame, int]] = []
         self.keys: list[Frame] = []
         self.last_key: float | None = None
         self.current = Faces.empty()
+        self.shot = self.last_shot = 0
         self.track_ids: set[int] = set()
-        self.flow = BoxFlow() if tracked and runtime.config.box_flow else None
+        self.shots = ShotDetector() if tracked else None
+        self.shot_log = _ShotLog(source)
+        self.flow = BoxFlow() if tracked and config.box_flow else None
         self.refine = (
-            tracked
-            and runtime.config.refine
-            and getattr(runtime.detector, "can_refine", False)
+            tracked and config.refine and getattr(runtime.detector, "can_refine", False)
         )
+        self.check = runtime.face_check if tracked and not self.refine else None
 
     def add(self, frame: Frame) -> None:
         t = frame.timestamp_s or 0.0
-        if self.last_key is None or t - self.last_key >= self.interval - 1e-6:
+        shot = self.shots.update(frame.image) if self.shots else 0
+        due = self.last_key is None or t - self.last_key >= self.interval - 1e-6
+        if due or shot != self.last_shot:
             self.keys.append(frame)
             self.last_key = t
-        self.buffer.append(frame)
+        self.last_shot = shot
+        self.buffer.append((frame, shot))
         full = len(self.keys) >= self.runtime.config.detect_batch
         if full or len(self.buffer) >= self.MAX_BUFFERED:
             self.flush()
@@ -271,22 +373,49 @@ class _Detections:
     def flush(self) -> None:
         found = _detect(self.runtime, [f.image for f in self.keys])
         by_index = {f.index: faces for f, faces in zip(self.keys, found, strict=True)}
-        for frame in self.buffer:
+        for frame, shot in self.buffer:
+            if shot != self.shot:
+                self.tracker.end_tracks()
+                self.current, self.shot = Faces.empty(), shot
+            box_source = "detected"
             if frame.index in by_index:
                 self.current = self._identify(frame, by_index[frame.index])
                 if self.flow:
                     self.flow.reset(frame.image)
-            elif self.flow and len(self.current):
-                moved = self.flow.step(frame.image, self.current.boxes)
-                self.current = Faces(moved, self.current.scores, self.current.track_ids)
-                if self.refine:
-                    self.current = self.runtime.detector.refine(
-                        frame.image, self.current
+            elif len(self.current):
+                carried, box_source, lost = self._carry(frame)
+                if lost:  # re-detect now rather than lose the face until a keyframe
+                    carried = self._identify(
+                        frame, _detect(self.runtime, [frame.image])[0]
                     )
-                self.tracker.follow(self.current, frame.timestamp_s or 0.0)
+                    box_source = "detected"
+                    if self.flow:
+                        self.flow.reset(frame.image)
+                else:
+                    self.tracker.follow(carried, frame.timestamp_s or 0.0)
+                self.current = carried
             self.track_ids.update(self.current.track_ids.tolist())
-            self.classify.add(frame, self.current)
+            self.shot_log.add(shot, frame)
+            self.classify.add(frame, self.current, shot, box_source)
         self.buffer, self.keys = [], []
+
+    def _carry(self, frame: Frame) -> tuple[Faces, str, bool]:
+        """The current faces moved to ``frame``, how, and whether any was lost
+        (its optical flow failed, or O-Net no longer sees a face in it). No
+        detector scored these boxes, so their scores are NaN."""
+        faces, box_source = self.current, "held"
+        if self.flow:
+            boxes, moved = self.flow.step(frame.image, faces.boxes)
+            faces = Faces(boxes, faces.scores, faces.track_ids).select(moved)
+            box_source = "flow"
+        if self.refine:
+            refined = self.runtime.detector.refine(frame.image, faces)
+            return refined, "refined", len(refined) < len(self.current)
+        if self.check and len(faces):
+            scores = self.check(frame.image, faces.boxes)
+            faces = faces.select(np.flatnonzero(scores >= BOX_CHECK_THRESHOLD))
+        faces = Faces(faces.boxes, np.full(len(faces), np.nan), faces.track_ids)
+        return faces, box_source, len(faces) < len(self.current)
 
     def _identify(self, frame: Frame, faces: Faces) -> Faces:
         if self.tracked:
@@ -301,13 +430,17 @@ def _analyze_frames(
     frames: Iterable[Frame],
     tracked: bool,
 ) -> set[int]:
-    """Detect, track and classify every frame; returns the track ids seen."""
+    """Detect, track and classify every frame; returns the track ids seen.
+
+    A video's shots are written to ``shots/``."""
     with _Classifier(runtime, part, source.name) as classify:
-        detections = _Detections(runtime, classify, tracked)
+        detections = _Detections(runtime, classify, source.name, tracked)
         for frame in frames:
             detections.add(frame)
         detections.flush()
         classify.finish()
+    if tracked and detections.shot_log.rows:
+        part.add_shots(detections.shot_log.columns())
     return detections.track_ids
 
 
@@ -388,7 +521,9 @@ def _analyze_into(
     else:
         info = VideoInfo()
         stream = iter_video(source.path, info, sample_fps=runtime.config.sample_fps)
-        frames = _frames_bar(source, info, prefetch(stream), progress)
+        frames = _frames_bar(
+            source, info, prefetch(stream), runtime.config.sample_fps, progress
+        )
         tracks = _analyze_frames(runtime, part, source, frames, tracked=True)
         if info.decode_errors:
             logger.warning(

@@ -5,6 +5,7 @@ Layout under ``OUT``:
 - ``faces/PART.parquet``: one row per detected face per analyzed frame.
 - ``frames/PART.parquet``: one row per analyzed frame (``faces`` may be 0), so a
   frame with no face can be told from a frame that was not analyzed.
+- ``shots/PART.parquet``: one row per shot of a video (:mod:`analyzer.shots`).
 - ``sources.parquet``: one row per input file.
 
 A part is written under a hidden temporary name (pyarrow and pandas skip names that
@@ -27,14 +28,22 @@ from .labels import EMOTIONS
 
 META_KEY = b"emotion_analyzer"
 FACES_DIR, FRAMES_DIR, SOURCES_FILE = "faces", "frames", "sources.parquet"
+SHOTS_DIR = "shots"
+
+# How a face row's box was placed: found by the detector on that frame, or carried
+# from the last detection by optical flow, held in place (``--no-box-flow``), or
+# re-placed by MTCNN's last stage (``--refine``).
+BOX_SOURCES = ("detected", "flow", "held", "refined")
 
 FACE_SCHEMA = pa.schema(
     [
         ("source", pa.string()),
         ("frame_index", pa.int64()),
         ("timestamp_s", pa.float64()),
+        ("shot", pa.int64()),
         ("track_id", pa.int64()),
         *[(c, pa.float32()) for c in ("x1", "y1", "x2", "y2", "det_score")],
+        ("box_source", pa.string()),
         *[(e, pa.float32()) for e in EMOTIONS],
         ("emotion", pa.string()),
     ]
@@ -45,9 +54,25 @@ FRAME_SCHEMA = pa.schema(
         ("source", pa.string()),
         ("frame_index", pa.int64()),
         ("timestamp_s", pa.float64()),
+        ("shot", pa.int64()),
         ("faces", pa.int64()),
     ]
 )
+
+SHOT_SCHEMA = pa.schema(
+    [
+        ("source", pa.string()),
+        ("shot", pa.int64()),
+        ("first_frame", pa.int64()),
+        ("last_frame", pa.int64()),
+        ("start_s", pa.float64()),
+        ("end_s", pa.float64()),
+        ("frames", pa.int64()),
+    ]
+)
+# Columns where NaN is written as null: no timestamp (images), no detector score
+# (carried boxes).
+NULLABLE_FLOATS = frozenset({"timestamp_s", "start_s", "end_s", "det_score"})
 
 SOURCE_SCHEMA = pa.schema(
     [
@@ -116,16 +141,26 @@ def part_name(source: str) -> str:
 
 
 def face_rows(
-    source: str, frame_index: int, timestamp_s: float | None, faces, probs: np.ndarray
+    source: str,
+    frame_index: int,
+    timestamp_s: float | None,
+    faces,
+    probs: np.ndarray,
+    *,
+    shot: int = 0,
+    box_source: str = "detected",
 ) -> dict[str, np.ndarray]:
-    """Column arrays for one frame's faces (``faces`` a :class:`Faces`)."""
+    """Column arrays for one frame's faces (``faces`` a :class:`Faces`; a NaN
+    score, a box no detector scored, is written as null)."""
     n = len(faces)
     columns = {
         "source": np.full(n, source, dtype=object),
         "frame_index": np.full(n, frame_index, dtype=np.int64),
         "timestamp_s": np.full(n, np.nan if timestamp_s is None else timestamp_s),
+        "shot": np.full(n, shot, dtype=np.int64),
         "track_id": faces.track_ids,
         "det_score": faces.scores,
+        "box_source": np.full(n, box_source, dtype=object),
         "emotion": np.asarray(EMOTIONS, dtype=object)[probs.argmax(axis=1)]
         if n
         else np.zeros(0, dtype=object),
@@ -160,7 +195,7 @@ class _Buffered:
             for name in self.schema.names
         }
         arrays = [
-            to_arrow(merged[f.name], f.type, nan_is_null=f.name == "timestamp_s")
+            to_arrow(merged[f.name], f.type, nan_is_null=f.name in NULLABLE_FLOATS)
             for f in self.schema
         ]
         self.writer.write_table(pa.Table.from_arrays(arrays, schema=self.schema))
@@ -174,8 +209,10 @@ class _Buffered:
 class PartWriter:
     """Writes one source's faces and frames, atomically.
 
-    Use as a context manager: on a clean exit both files are renamed into place; on
-    an exception the temporary files are removed, so nothing partial remains.
+    Use as a context manager: on a clean exit the files are renamed into place
+    (``faces/`` last, so its presence means the source is complete; ``shots/``
+    only when shots were added, as for a video); on an exception the temporary
+    files are removed, so nothing partial remains.
 
     Example:
         >>> with PartWriter(out, "clip.mp4-0a1b.parquet", {"k": "v"}) as part:
@@ -185,7 +222,8 @@ class PartWriter:
     def __init__(
         self, out: Path, name: str, metadata: dict, *, flush_rows: int = 20_000
     ) -> None:
-        self.final = {d: Path(out) / d / name for d in (FACES_DIR, FRAMES_DIR)}
+        dirs = (SHOTS_DIR, FRAMES_DIR, FACES_DIR)  # the order they are renamed in
+        self.final = {d: Path(out) / d / name for d in dirs}
         self.tmp = {d: p.with_name(f".{p.name}.tmp") for d, p in self.final.items()}
         self.metadata, self.flush_rows = metadata, flush_rows
         self.faces = self.frame_count = self.frames_with_faces = 0
@@ -195,6 +233,8 @@ class PartWriter:
             path.parent.mkdir(parents=True, exist_ok=True)
         self._faces = _Buffered(self.tmp[FACES_DIR], FACE_SCHEMA, self.flush_rows)
         self._frames = _Buffered(self.tmp[FRAMES_DIR], FRAME_SCHEMA, self.flush_rows)
+        self._shots = _Buffered(self.tmp[SHOTS_DIR], SHOT_SCHEMA, self.flush_rows)
+        self.shots = 0
         return self
 
     def add_faces(self, columns: dict[str, np.ndarray]) -> None:
@@ -202,7 +242,12 @@ class PartWriter:
         self.faces += len(columns["frame_index"])
 
     def add_frame(
-        self, source: str, index: int, timestamp_s: float | None, faces: int
+        self,
+        source: str,
+        index: int,
+        timestamp_s: float | None,
+        faces: int,
+        shot: int = 0,
     ) -> None:
         self._frames.add(
             {
@@ -211,11 +256,17 @@ class PartWriter:
                 "timestamp_s": np.array(
                     [np.nan if timestamp_s is None else timestamp_s]
                 ),
+                "shot": np.array([shot], dtype=np.int64),
                 "faces": np.array([faces], dtype=np.int64),
             }
         )
         self.frame_count += 1
         self.frames_with_faces += faces > 0
+
+    def add_shots(self, columns: dict[str, np.ndarray]) -> None:
+        """Rows of ``shots/`` (columns of :data:`SHOT_SCHEMA`)."""
+        self._shots.add(columns)
+        self.shots += len(columns["shot"])
 
     def set_summary(self, row: dict) -> None:
         """Store the source's ``sources.parquet`` row in the part (for resume)."""
@@ -227,14 +278,17 @@ class PartWriter:
             self._faces.writer.add_key_value_metadata(
                 {META_KEY: json.dumps(self.metadata).encode()}
             )
-        self._faces.close()
-        self._frames.close()
+        for table in (self._faces, self._frames, self._shots):
+            table.close()
+        if exc_type is not None or not self.shots:
+            self.tmp[SHOTS_DIR].unlink(missing_ok=True)
         if exc_type is not None:
             for path in self.tmp.values():
                 path.unlink(missing_ok=True)
             return
-        self.tmp[FRAMES_DIR].replace(self.final[FRAMES_DIR])
-        self.tmp[FACES_DIR].replace(self.final[FACES_DIR])
+        for d, tmp in self.tmp.items():
+            if tmp.exists():
+                tmp.replace(self.final[d])
 
 
 def read_part_metadata(path: Path) -> dict | None:

@@ -29,6 +29,11 @@ class Tracker:
     def follow(self, faces: Faces, timestamp_s: float) -> None:
         """Tracked faces carried between detections (same ids): update them."""
 
+    def end_tracks(self) -> None:
+        """End every live track (a shot cut): later faces get new ids, and ids
+        are never reused within a video."""
+        raise NotImplementedError
+
     def reset(self) -> None:
         raise NotImplementedError
 
@@ -88,6 +93,9 @@ class IouTracker(Tracker):
 
     def reset(self) -> None:
         self._tracks, self._next_id = [], 0
+
+    def end_tracks(self) -> None:
+        self._tracks = []
 
     def follow(self, faces: Faces, timestamp_s: float) -> None:
         # A carried face is on screen as far as the output goes: it stays live.

@@ -64,17 +64,21 @@ def load_run(out: Path) -> RunData:
             "source",
             "frame_index",
             "timestamp_s",
+            "shot",
             "track_id",
             "x1",
             "y1",
             "x2",
             "y2",
             "det_score",
+            "box_source",
             *EMOTIONS,
             "emotion",
         ],
     )
-    frames = _dataset(out / "frames", ["source", "frame_index", "timestamp_s", "faces"])
+    frames = _dataset(
+        out / "frames", ["source", "frame_index", "timestamp_s", "shot", "faces"]
+    )
     known = set(sources["source"])
     return RunData(
         out,

@@ -67,7 +67,8 @@ def _track_thumbs(run: RunData, row: dict, report: Path) -> dict[int, str]:
     thumbs = {}
     faces = run.source_faces(row["source"])
     for track_id, track in faces.groupby("track_id"):
-        best = track.loc[track["det_score"].idxmax()]
+        # The detector's surest box (carried boxes have no score).
+        best = track.loc[track["det_score"].fillna(-1.0).idxmax()]
         frame = read_frame(
             Path(row.get("path") or ""), row["kind"], int(best["frame_index"])
         )

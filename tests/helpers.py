@@ -43,12 +43,34 @@ class BlobDetector:
             )
         return found
 
+    can_check = True
+
+    def face_scores(self, frame: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+        """1 where most of a box is bright (a blob is still there), else 0."""
+        gray = frame.mean(axis=2)
+        scores = []
+        for x1, y1, x2, y2 in np.asarray(boxes).astype(int):
+            region = gray[max(y1, 0) : max(y2, 0), max(x1, 0) : max(x2, 0)]
+            bright = (region > self.threshold).mean() if region.size else 0.0
+            scores.append(1.0 if bright > 0.5 else 0.0)
+        return np.array(scores, dtype=np.float32)
+
+
+def blob_texture(side: int) -> np.ndarray:
+    """A fixed bright texture (150-255) for a square: like a face, it gives optical
+    flow something to follow, and it moves with its square."""
+    rng = np.random.default_rng(side)
+    coarse = rng.integers(150, 256, size=(side // 5 + 1, side // 5 + 1))
+    texture = np.kron(coarse, np.ones((5, 5)))[:side, :side]
+    return texture.astype(np.uint8)[..., None]
+
 
 def blob_frame(width: int, height: int, boxes) -> np.ndarray:
-    """A dark BGR frame with white squares at ``boxes`` (x, y, side)."""
+    """A dark BGR frame with bright textured squares at ``boxes`` (x, y, side)."""
     frame = np.full((height, width, 3), 20, dtype=np.uint8)
     for x, y, side in boxes:
-        frame[y : y + side, x : x + side] = 235
+        region = frame[y : y + side, x : x + side]  # clipped at the frame's edges
+        region[:] = blob_texture(side)[: region.shape[0], : region.shape[1]]
     return frame
 
 
@@ -90,7 +112,7 @@ def moving_blob_video(
     """A clip of ``blobs`` squares drifting right by 2 px a frame."""
     frames = [
         blob_frame(
-            160, 120, [(10 + 2 * i + 70 * b, 30 + 10 * b, 30) for b in range(blobs)]
+            160, 120, [(10 + 2 * i + 70 * b, 30 + 10 * b, 36) for b in range(blobs)]
         )
         for i in range(n)
     ]

@@ -59,6 +59,18 @@ class MtcnnDetector:
         """Whether :meth:`refine` works here (the LiteRT runtime only)."""
         return hasattr(self._impl, "refine")
 
+    @property
+    def can_check(self) -> bool:
+        """Whether :meth:`face_scores` works here (the LiteRT runtime only)."""
+        return hasattr(self._impl, "face_scores")
+
+    def face_scores(self, frame: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+        """O-Net's face probability for each box of ``frame``, boxes unchanged:
+        a check that a carried box still holds a face, at about 0.4 ms a box."""
+        if not len(boxes):
+            return np.zeros(0, dtype=np.float32)
+        return self._impl.face_scores(frame, boxes)
+
     def refine(self, frame: np.ndarray, faces: Faces) -> Faces:
         """Re-place faces carried from an earlier frame with O-Net alone.
 
@@ -208,6 +220,24 @@ class LiteCascade:
         found[:, [0, 2]] = found[:, [0, 2]].clip(0, w - 1)
         found[:, [1, 3]] = found[:, [1, 3]].clip(0, h - 1)
         return found
+
+    def face_scores(self, frame: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+        """O-Net's face probability on the square around each box; only the
+        patches are converted (the frame as a whole is not)."""
+        import cv2
+
+        squares = _square(np.asarray(boxes, dtype=np.float64))
+        size = PATCH["onet"]
+        patches = np.stack(
+            [
+                _normalize(cv2.cvtColor(_patch(frame, b, size), cv2.COLOR_BGR2RGB))
+                for b in squares
+            ]
+        )
+        batch = min(BATCH["onet"], 1 << (len(patches) - 1).bit_length())
+        net = self._net("onet", (batch, size, size, 3))
+        chunks = self._litert.predict_padded(net, patches)
+        return np.concatenate([c[-1] for c in chunks])[:, 1].astype(np.float32)
 
     def _propose(self, rgb: np.ndarray) -> np.ndarray:
         """P-Net over the image pyramid: ``(n, 5)`` candidate boxes with scores."""

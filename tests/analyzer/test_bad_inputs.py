@@ -108,8 +108,8 @@ def test_bad_file_fails_alone(tmp_path, runtime, name, make, message):
 def test_unreadable_file(tmp_path, runtime, monkeypatch):
     root = tmp_path / "in"
     root.mkdir()
-    locked = write_image(root / "locked.png", blob_frame(64, 64, [(10, 10, 30)]))
-    write_image(root / "open.png", blob_frame(64, 64, [(10, 10, 30)]))
+    locked = write_image(root / "locked.png", blob_frame(64, 64, [(10, 10, 40)]))
+    write_image(root / "open.png", blob_frame(64, 64, [(10, 10, 40)]))
     locked.chmod(0)
     if os.access(locked, os.R_OK):  # root reads anything: make open() refuse instead
         real_open = open

@@ -30,15 +30,16 @@ def test_a_shift_moves_the_box_by_the_shift():
     first = _texture()
     flow = BoxFlow()
     flow.reset(first)
-    moved = flow.step(_warp(first, 1.0, 6.0, -4.0, (140, 110)), BOX)
+    moved, ok = flow.step(_warp(first, 1.0, 6.0, -4.0, (140, 110)), BOX)
     assert moved[0] == pytest.approx(BOX[0] + [6, -4, 6, -4], abs=0.5)
+    assert ok.tolist() == [True]
 
 
 def test_a_zoom_scales_the_box_about_its_centre():
     first = _texture()
     flow = BoxFlow()
     flow.reset(first)
-    moved = flow.step(_warp(first, 1.1, 0.0, 0.0, (140, 110)), BOX)[0]
+    moved = flow.step(_warp(first, 1.1, 0.0, 0.0, (140, 110)), BOX)[0][0]
     assert (moved[2] - moved[0]) / 80 == pytest.approx(1.1, abs=0.03)
     assert (moved[3] - moved[1]) / 100 == pytest.approx(1.1, abs=0.03)
     assert (moved[0] + moved[2]) / 2 == pytest.approx(140, abs=1.0)
@@ -50,15 +51,17 @@ def test_steps_chain_from_frame_to_frame():
     flow.reset(first)
     boxes = BOX
     for step in range(1, 4):
-        boxes = flow.step(_warp(first, 1.0, 3.0 * step, 0.0, (140, 110)), boxes)
+        boxes, _ = flow.step(_warp(first, 1.0, 3.0 * step, 0.0, (140, 110)), boxes)
     assert boxes[0] == pytest.approx(BOX[0] + [9, 0, 9, 0], abs=0.8)
 
 
-def test_without_texture_the_box_is_held():
+def test_without_texture_the_move_fails_and_the_box_stays():
     flat = np.full((240, 320, 3), 128, np.uint8)
     flow = BoxFlow()
     flow.reset(flat)
-    assert flow.step(flat, BOX) == pytest.approx(BOX)
+    moved, ok = flow.step(flat, BOX)
+    assert moved == pytest.approx(BOX)
+    assert ok.tolist() == [False]
 
 
 def test_large_frames_are_tracked_downscaled_with_boxes_in_frame_pixels():
@@ -66,5 +69,5 @@ def test_large_frames_are_tracked_downscaled_with_boxes_in_frame_pixels():
     flow = BoxFlow(max_side=640)
     flow.reset(first)
     box = BOX * 4
-    moved = flow.step(_warp(first, 1.0, 20.0, 8.0, (560, 440)), box)
+    moved, _ = flow.step(_warp(first, 1.0, 20.0, 8.0, (560, 440)), box)
     assert moved[0] == pytest.approx(box[0] + [20, 8, 20, 8], abs=2.0)

@@ -26,12 +26,14 @@ FACE_COLUMNS = [
     "source",
     "frame_index",
     "timestamp_s",
+    "shot",
     "track_id",
     "x1",
     "y1",
     "x2",
     "y2",
     "det_score",
+    "box_source",
     *EMOTIONS,
     "emotion",
 ]
@@ -105,7 +107,7 @@ def test_metadata_names_model_detector_sampling_version(media, tmp_path, runtime
 def test_timestamps_come_from_presentation_times(tmp_path, tiny_model):
     # Variable frame rate: the gaps differ, so index / fps would be wrong.
     pts = [0, 100, 150, 400, 450, 1000, 1033, 1500]
-    frames = [blob_frame(160, 120, [(20 + 3 * i, 30, 30)]) for i in range(len(pts))]
+    frames = [blob_frame(160, 120, [(20 + 3 * i, 30, 36)]) for i in range(len(pts))]
     make_video(tmp_path / "vfr.mkv", frames, fps=10, pts_ms=pts)
     out = tmp_path / "out"
     run(
