@@ -241,7 +241,10 @@ def _decode(container, stream, info: VideoInfo, sample_fps: float | None):
     to_bgr = BgrConverter()
     try:
         for index, frame in decoded:
-            t = _timestamp(frame, stream, start, index, info.fps)
+            if decoded.by_count and info.fps:
+                t = index / info.fps
+            else:
+                t = _timestamp(frame, stream, start, index, info.fps)
             t = max(t, last_t)  # presentation times never go back; guard bad files
             last_t = t
             info.frames_total = index + 1
@@ -298,6 +301,27 @@ class _Decoder:
         self.container, self.stream = container, stream
         self.sample_fps, self.start = sample_fps, start
         self.total = self.packets = self.errors = 0
+        # AVI stores no presentation times: its packets are stamped in decode
+        # order, so with B-frames frame timestamps come out shuffled. Its frames
+        # are counted in the decoder's (display) order and timed by the frame rate.
+        self.by_count = container.format.name == "avi"
+
+    def _packets(self):
+        """The stream's packets, with MPEG-4 Part 2's "packed B-frames" (DivX and
+        Xvid in AVI: a P- and a B-frame in one packet, then a placeholder) split
+        by FFmpeg's ``mpeg4_unpack_bframes``, so every frame has its own packet."""
+        packets = self.container.demux(self.stream)
+        if self.stream.codec_context.name != "mpeg4":
+            yield from packets
+            return
+        import av
+
+        unpack = av.BitStreamFilterContext("mpeg4_unpack_bframes", self.stream)
+        for packet in packets:
+            last = not packet.size  # asked first: the filter takes the packet's data
+            yield from (p for p in unpack.filter(None if last else packet) if p.size)
+            if last:
+                yield packet  # the decoder's flush
 
     def __iter__(self):
         import heapq
@@ -306,10 +330,11 @@ class _Decoder:
 
         ctx = self.stream.codec_context
         skipping = self.sample_fps is not None and self.stream.time_base is not None
-        ranking = True  # indices from packet timestamps, while they line up
+        skipping = skipping and not self.by_count
+        ranking = not self.by_count  # indices from packet timestamps, if they line up
         sent: list[int] = []  # heap: timestamps of packets not yet output or skipped
         first_in_bin: dict[int, int] = {}
-        for packet in self.container.demux(self.stream):
+        for packet in self._packets():
             if packet.size:
                 self.packets += 1
                 if packet.pts is None:
@@ -330,7 +355,7 @@ class _Decoder:
             elif not packet.size:
                 ctx.skip_frame = "DEFAULT"  # the final flush
             try:
-                frames = packet.decode()
+                frames = ctx.decode(packet)
             except av.error.InvalidDataError:
                 self.errors += 1
                 continue

@@ -159,3 +159,58 @@ def constant_model(path: Path, *, class_names=EMOTIONS) -> Path:
         ),
     )
     return path
+
+
+# DivX's user data that flags "packed B-frames", and a not-coded P-VOP (the
+# placeholder packet that follows a packed pair) for a time resolution of 25.
+DIVX_PACKED = b"\x00\x00\x01\xb2DivX503b1393p"
+NOT_CODED_VOP = b"\x00\x00\x01\xb6\x50\x4f"
+VOP_START = b"\x00\x00\x01\xb6"
+
+
+def packed_bframes_avi(path: Path, frames: list[np.ndarray], fps: int = 25) -> Path:
+    """An AVI as old DivX/Xvid archives hold it: MPEG-4 Part 2 with B-frames,
+    each B-frame packed into the packet of the P-frame before it, followed by a
+    placeholder packet, and the DivX flag that says so.
+
+    The packets come from FFmpeg's MPEG-4 encoder (decode order I P B P B ...)
+    and are reassembled here, since no encoder writes this packing.
+    """
+    from fractions import Fraction
+
+    import av
+
+    codec = av.CodecContext.create("mpeg4", "w")
+    h, w = frames[0].shape[:2]
+    codec.width, codec.height, codec.pix_fmt = w, h, "yuv420p"
+    codec.time_base, codec.framerate = Fraction(1, fps), Fraction(fps, 1)
+    codec.max_b_frames, codec.gop_size = 1, 12
+    packets = []
+    for i, image in enumerate(frames):
+        frame = av.VideoFrame.from_ndarray(image, format="bgr24")
+        frame = frame.reformat(format="yuv420p")
+        frame.pts = i
+        packets += [bytes(p) for p in codec.encode(frame)]
+    packets += [bytes(p) for p in codec.encode(None)]
+    first_vop = packets[0].index(VOP_START)
+    packets[0] = packets[0][:first_vop] + DIVX_PACKED + packets[0][first_vop:]
+    kind = [p[p.index(VOP_START) + 4] >> 6 for p in packets]  # 0 I, 1 P, 2 B
+    chunks, i = [], 0
+    while i < len(packets):
+        if kind[i] == 1 and i + 1 < len(packets) and kind[i + 1] == 2:
+            chunks += [packets[i] + packets[i + 1], NOT_CODED_VOP]
+            i += 2
+        else:
+            chunks.append(packets[i])
+            i += 1
+    with av.open(str(path), "w", format="avi") as out:
+        stream = out.add_stream("mpeg4", rate=fps)
+        stream.width, stream.height = w, h
+        stream.codec_context.codec_tag = "XVID"
+        for n, data in enumerate(chunks):
+            packet = av.Packet(data)
+            packet.pts = packet.dts = n
+            packet.time_base, packet.stream = Fraction(1, fps), stream
+            packet.is_keyframe = n == 0
+            out.mux(packet)
+    return path
