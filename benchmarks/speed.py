@@ -35,6 +35,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+try:
+    from .rows import compare
+except ImportError:  # run as a script: python benchmarks/speed.py
+    from rows import compare
+
 HERE = Path(__file__).resolve().parent
 
 
@@ -172,6 +177,7 @@ def quality(path: Path, tmp: Path, variants: dict | None = None) -> dict:
     ref = _largest_face(tmp / "reference")
     ref_frames = pd.read_parquet(tmp / "reference" / "frames")
     result = {"reference_frames_with_face": round(len(ref) / len(ref_frames), 4)}
+    truth = path.with_suffix(".json")
     for name, flags in (variants or QUALITY_VARIANTS).items():
         ours(path, tmp / name, *flags, warm=False)
         frames = pd.read_parquet(tmp / name / "frames")
@@ -185,6 +191,14 @@ def quality(path: Path, tmp: Path, variants: dict | None = None) -> dict:
             "frames_with_face": round(float((frames["faces"] > 0).mean()), 4),
             "emotion_agreement": round(float(agree), 4),
         }
+        if name in ("every_frame", "default"):
+            # Box by box against the same sampling with a detection on every
+            # analyzed frame (benchmarks/rows.py).
+            same = tmp / f"{name}-reference"
+            ours(path, same, *flags, "--detect-interval", "0", warm=False)
+            result[name]["rows"] = compare(
+                tmp / name, same, truth if truth.exists() else None
+            )
     return result
 
 
