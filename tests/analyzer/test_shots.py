@@ -131,3 +131,20 @@ def test_detection_filters_drop_small_and_unsure_faces(tmp_path, tiny_model):
     )
     run([image], tmp_path / "none", runtime, progress=False)
     assert len(pd.read_parquet(tmp_path / "none" / "faces")) == 0  # blobs score 0.99
+
+
+@pytest.mark.parametrize(
+    ("facts", "sample_fps", "expected"),
+    [
+        ({"frames_declared": 300, "fps": 30.0, "duration_s": 10.0}, None, 300),
+        ({"fps": 30.0, "duration_s": 10.0}, None, 300),
+        ({"frames_declared": 300, "fps": 30.0, "duration_s": 10.0}, 5.0, 50),
+        ({"frames_declared": 300, "fps": 30.0}, 5.0, 50),
+        ({}, 5.0, None),
+    ],
+)
+def test_progress_total_counts_analyzed_frames(facts, sample_fps, expected):
+    from analyzer.pipeline import expected_frames
+    from analyzer.sources import VideoInfo
+
+    assert expected_frames(VideoInfo(**facts), sample_fps) == expected
