@@ -80,9 +80,16 @@ class EmotionClassifier:
             path = litert.cached_copy(self.path, self.sha256, self._load_keras)
             return litert.LiteRTModel(path, batch_size=batch_size)
 
-        return litert.pick(
-            runtime, fast, self._load_keras, unavailable=ModelUnavailable
-        )
+        try:
+            return litert.pick(
+                runtime, fast, self._load_keras, unavailable=ModelUnavailable
+            )
+        except ModelUnavailable:
+            raise
+        except Exception as exc:  # a damaged archive: weights missing or unreadable
+            raise ModelUnavailable(
+                f"cannot load the model {self.path}: {type(exc).__name__}: {exc}"
+            ) from exc
 
     def _load_keras(self):
         from .layers import load_keras_model

@@ -1,13 +1,16 @@
 """``python -m analyzer INPUT [INPUT ...] --out OUT``: the batch job.
 
 Exit codes: 0 every source succeeded (unsupported files are listed as skipped),
-1 some sources failed (the others are written), 2 usage error (bad arguments,
-missing input, no model, a detector that cannot run here).
+1 some sources failed (the others are written) or the disk filled up (the run
+stopped; rerun to continue), 2 usage error (bad arguments, missing input, an
+output folder that cannot be written or is in use, no model, a detector that
+cannot run here), 130 / 143 interrupted by Ctrl-C / SIGTERM (rerun to continue).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import math
 import sys
@@ -17,6 +20,8 @@ from .config import DEFAULT_DETECT_INTERVAL_S, DEFAULT_MIN_FACE, DEFAULT_SAMPLE_
 from .litert import RUNTIMES
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_INTERRUPTED = {"SIGINT": 130, "SIGTERM": 143}
+MAX_BATCH_SIZE = 4096  # crops per classifier call; more only costs memory
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -162,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         return EXIT_USAGE
     if (
-        args.batch_size < 1
+        not 1 <= args.batch_size <= MAX_BATCH_SIZE
         or not math.isfinite(args.sample_fps)
         or args.sample_fps <= 0
         or not math.isfinite(args.detect_interval)
@@ -172,12 +177,48 @@ def main(argv: list[str] | None = None) -> int:
         or not 0.0 <= args.min_score <= 1.0
     ):
         print(
-            "error: --batch-size and --sample-fps must be positive, --detect-interval, "
-            "--detect-max-side and --min-face not negative, --min-score in [0, 1]",
+            f"error: --batch-size must be 1 to {MAX_BATCH_SIZE}, --sample-fps a "
+            "positive number, --detect-interval, --detect-max-side and --min-face "
+            "not negative, --min-score in [0, 1]",
             file=sys.stderr,
         )
         return EXIT_USAGE
-    return _run(args)
+    from .outdir import OutputError, OutputLock, check_output
+
+    try:
+        check_output(args.out, args.inputs)
+        with OutputLock(args.out), _signals_interrupt() as received:
+            try:
+                return _run(args)
+            except KeyboardInterrupt:
+                print(
+                    f"interrupted ({received[-1] if received else 'SIGINT'}): "
+                    "finished sources are kept; rerun the same command to continue",
+                    file=sys.stderr,
+                )
+                return EXIT_INTERRUPTED.get(received[-1] if received else "", 130)
+    except OutputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+@contextlib.contextmanager
+def _signals_interrupt():
+    """SIGTERM (schedulers, ``timeout``) stops a run as Ctrl-C does: the source in
+    progress is dropped with its temporary files, finished ones are kept."""
+    import signal
+
+    received: list[str] = []
+
+    def interrupt(signum, frame):
+        received.append(signal.Signals(signum).name)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield received
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _run(args) -> int:
@@ -186,6 +227,7 @@ def _run(args) -> int:
     from .classifier import ModelUnavailable
     from .config import AnalyzerConfig
     from .detectors import DetectorUnavailable
+    from .outdir import DiskFull, is_disk_full
     from .pipeline import Runtime, run
 
     config = AnalyzerConfig(
@@ -222,11 +264,38 @@ def _run(args) -> int:
     def warn(row: dict) -> None:
         tqdm.write(f"warning: {row['source']}: {row['error']}", file=sys.stderr)
 
-    summary = run(
-        args.inputs, args.out, runtime, progress=not args.quiet, on_failure=warn
-    )
+    try:
+        summary = run(
+            args.inputs, args.out, runtime, progress=not args.quiet, on_failure=warn
+        )
+    except DiskFull as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except OSError as exc:
+        if not is_disk_full(exc):
+            raise
+        print(
+            f"error: the disk is full ({exc}); free some space and rerun the same "
+            "command to continue",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+    if summary.reanalyzed:
+        reasons = ", ".join(f"{why}: {n}" for why, n in summary.reanalyzed.items())
+        print(
+            f"analyzed again: {sum(summary.reanalyzed.values())} ({reasons})",
+            file=sys.stderr,
+        )
     if not args.no_report:
-        _report(args.out)
+        try:
+            _report(args.out)
+        except OSError as exc:  # the data is complete; only the pages are not
+            print(
+                f"error: the report could not be written ({exc}); the Parquet "
+                f"output is complete: rerun `python -m reports {args.out}` later",
+                file=sys.stderr,
+            )
+            return EXIT_FAILED
     rows = summary.rows
     ok = sum(r["status"] == "ok" for r in rows)
     print(

@@ -10,6 +10,7 @@ and agreement against Keras: ``python benchmarks/classifier.py`` (README,
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -110,8 +111,10 @@ def cached_copy(
         ConversionError: the converted copy's outputs differ from the Keras model's.
     """
     target = cache_dir() / f"{sha256[:24]}.tflite"
-    if target.exists():
+    if _intact(target):
         return target
+    if target.exists():
+        logger.warning("the cached LiteRT copy %s is damaged; rebuilding it", target)
     logger.warning("converting %s to LiteRT once (cached in %s)", keras_path, target)
     keras_model = load_keras()
     input_shape = tuple(input_shape or keras_model.input_shape[1:])
@@ -125,10 +128,25 @@ def cached_copy(
     if not diff <= MAX_ABS_DIFF:  # NaN fails too
         tmp.unlink()
         raise ConversionError(f"LiteRT copy differs from {keras_path} by {diff:g}")
-    meta = {"source": str(keras_path), "source_sha256": sha256, "max_abs_diff": diff}
+    meta = {
+        "source": str(keras_path),
+        "source_sha256": sha256,
+        "max_abs_diff": diff,
+        "sha256": hashlib.sha256(data).hexdigest(),
+    }
     target.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
     tmp.replace(target)
     return target
+
+
+def _intact(target: Path) -> bool:
+    """Whether a cached copy is there and has the digest recorded when it was made
+    (a copy cut short by a full disk or a kill is rebuilt, not loaded)."""
+    try:
+        meta = json.loads(target.with_suffix(".json").read_text())
+        return hashlib.sha256(target.read_bytes()).hexdigest() == meta["sha256"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
 
 
 def _max_difference(tflite_path: Path, keras_model, batch: np.ndarray) -> float:

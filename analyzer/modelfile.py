@@ -102,7 +102,15 @@ def read_info(path: str | Path) -> ModelInfo:
         ) from None
     except zipfile.BadZipFile:
         raise ModelFileError(f"{path} is not a .keras model file") from None
-    return ModelInfo.from_json(text)
+    except (OSError, UnicodeDecodeError, zipfile.LargeZipFile) as exc:
+        raise ModelFileError(f"cannot read {path}: {exc}") from None
+    try:
+        return ModelInfo.from_json(text)
+    except (ValueError, KeyError, TypeError) as exc:  # bad JSON, missing keys
+        raise ModelFileError(
+            f"{path} has damaged metadata ({MEMBER}: {type(exc).__name__}: {exc}); "
+            "use a model saved by `python -m training`"
+        ) from None
 
 
 def file_sha256(path: str | Path) -> str:

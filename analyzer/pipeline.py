@@ -25,8 +25,11 @@ from .config import BOX_CHECK_THRESHOLD, AnalyzerConfig, settings_key
 from .detectors import DetectorUnavailable, create_detector, resolve
 from .faces import Faces
 from .motion import BoxFlow
+from .outdir import DiskFull, check_free_space, is_disk_full
 from .records import (
     FACES_DIR,
+    FRAMES_DIR,
+    SHOTS_DIR,
     SOURCES_FILE,
     PartWriter,
     face_rows,
@@ -459,6 +462,7 @@ def source_row(source: Source, **values) -> dict:
             "tracks",
             "frames_with_faces",
             "decode_errors",
+            "rotation",
             "part",
         )
     )
@@ -467,7 +471,8 @@ def source_row(source: Source, **values) -> dict:
         | {
             "source": source.name,
             "kind": source.kind,
-            "path": str(source.path.resolve()),
+            "path": source.path_text,
+            "path_bytes": source.path_bytes,
         }
         | values
     )
@@ -482,6 +487,8 @@ def analyze_source(
         Its ``sources.parquet`` row: ``status`` is ``ok`` or ``failed`` (with
         ``error``); a failed source leaves no part behind.
     """
+    if source.problem:
+        return source_row(source, status=source.problem_status, error=source.problem)
     if source.kind not in ("image", "video"):
         return source_row(
             source,
@@ -505,6 +512,11 @@ def analyze_source(
     except SourceError as exc:
         return source_row(source, status="failed", error=str(exc))
     except Exception as exc:  # one bad file must not end the batch
+        if is_disk_full(exc):  # ... but a full disk ends it: every source would fail
+            raise DiskFull(
+                f"the disk filled up while writing {source.name} (nothing of it was "
+                "kept); free some space and rerun the same command to continue"
+            ) from exc
         logger.debug("unexpected error on %s", source.path, exc_info=True)
         return source_row(source, status="failed", error=f"{type(exc).__name__}: {exc}")
 
@@ -541,27 +553,56 @@ def _analyze_into(
         "tracks": len(tracks),
         "frames_with_faces": part.frames_with_faces,
         "decode_errors": info.decode_errors,
+        "rotation": info.rotation if source.kind == "video" else None,
     }
 
 
 def completed_row(source: Source, out: Path, runtime: Runtime) -> dict | None:
     """The stored row of a source already analyzed with the same settings, if any."""
-    if source.kind not in ("image", "video"):
-        return None
-    meta = read_part_metadata(out / FACES_DIR / part_name(source.name))
-    if (
-        meta
-        and meta.get("settings_key") == runtime.key
-        and meta.get("source_fingerprint") == source.fingerprint
-        and "source_row" in meta
-    ):
-        # The stored row, but where the file is now (the input may have moved).
-        return (
-            source_row(source)
-            | meta["source_row"]
-            | {"path": str(source.path.resolve())}
-        )
-    return None
+    return reuse(source, out, runtime)[0]
+
+
+def reuse(source: Source, out: Path, runtime: Runtime) -> tuple[dict | None, str]:
+    """The stored row of a source already analyzed with the same settings, or
+    ``None`` and why it must be analyzed (again)."""
+    if source.kind not in ("image", "video") or source.problem:
+        return None, ""
+    name = part_name(source.name)
+    meta = read_part_metadata(out / FACES_DIR / name)
+    if not meta or "source_row" not in meta:
+        return None, "new" if meta is None and not _any_part(
+            out, name
+        ) else "part missing"
+    if meta.get("settings_key") != runtime.key:
+        return None, "settings changed"
+    if meta.get("source_fingerprint") != source.fingerprint:
+        return None, "file changed"
+    stored = meta["source_row"]
+    wanted = [FRAMES_DIR] + (
+        [SHOTS_DIR] if source.kind == "video" and stored.get("frames_analyzed") else []
+    )
+    if not all((out / d / name).is_file() for d in wanted):
+        return None, "part missing"
+    # The stored row, but where the file is now (the input may have moved).
+    row = source_row(source) | stored
+    return row | {"path": source.path_text, "path_bytes": source.path_bytes}, ""
+
+
+def _any_part(out: Path, name: str) -> bool:
+    return any((out / d / name).exists() for d in (FRAMES_DIR, SHOTS_DIR))
+
+
+def prune_parts(out: Path, rows: list[dict]) -> int:
+    """Remove every part that is not an ``ok`` source of this run (inputs since
+    deleted, emptied or failed, or earlier runs' leftovers); returns how many."""
+    keep = {r["part"] for r in rows if r["status"] == "ok" and r.get("part")}
+    removed = 0
+    for d in (FACES_DIR, FRAMES_DIR, SHOTS_DIR):
+        for path in (out / d).glob("*.parquet") if (out / d).is_dir() else []:
+            if path.name not in keep:
+                path.unlink()
+                removed += 1
+    return removed
 
 
 @dataclass
@@ -570,6 +611,9 @@ class RunSummary:
 
     rows: list[dict]
     reused: int = 0
+    # Sources analyzed again although a part of theirs was there, by reason.
+    reanalyzed: dict[str, int] = field(default_factory=dict)
+    pruned: int = 0  # parts removed that belonged to no ok source of this run
 
     @property
     def failed(self) -> list[dict]:
@@ -590,8 +634,14 @@ def run(
     run loses at most the source in progress and a rerun continues from there.
     While the run is going, ``run.json`` says ``"complete": false`` and there is
     no ``sources.parquet``; both are written when every source has been seen.
+
+    Raises:
+        DiskFull: free space ran low before a source, or the disk filled up while
+            one was written (its temporary files are removed); the run stops.
     """
     out.mkdir(parents=True, exist_ok=True)
+    check_free_space(out)
+    _remove_temporaries(out)
     sources = find_sources(inputs, exclude=out)
     summary = RunSummary(rows=[])
     started = dt.datetime.now(dt.timezone.utc)
@@ -600,17 +650,29 @@ def run(
     for source in tqdm(
         sources, desc="sources", unit="file", position=0, disable=not progress
     ):
-        row = completed_row(source, out, runtime)
+        check_free_space(out)
+        row, why = reuse(source, out, runtime)
         if row is not None:
             summary.reused += 1
         else:
+            if why and why != "new":
+                summary.reanalyzed[why] = summary.reanalyzed.get(why, 0) + 1
             row = analyze_source(source, out, runtime, progress=progress)
             if row["status"] == "failed" and on_failure:
                 on_failure(row)
         summary.rows.append(row)
     write_sources(out, summary.rows)
+    summary.pruned = prune_parts(out, summary.rows)
     _write_run_facts(out, runtime, summary, started, complete=True)
     return summary
+
+
+def _remove_temporaries(out: Path) -> None:
+    """Temporary parts a killed run left behind (the caller holds the lock, so
+    no other run is writing them)."""
+    for d in (FACES_DIR, FRAMES_DIR, SHOTS_DIR):
+        for path in (out / d).glob(".*.tmp") if (out / d).is_dir() else []:
+            path.unlink(missing_ok=True)
 
 
 def _write_run_facts(
@@ -632,6 +694,8 @@ def _write_run_facts(
         "failed": len(summary.failed),
         "skipped": sum(r["status"] == "skipped" for r in rows),
         "reused": summary.reused,
+        "reanalyzed": summary.reanalyzed,
+        "pruned_parts": summary.pruned,
         "faces": sum(r["faces"] or 0 for r in rows),
     }
     tmp = out / ".run.json.tmp"

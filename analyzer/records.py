@@ -90,8 +90,10 @@ SOURCE_SCHEMA = pa.schema(
         ("tracks", pa.int64()),
         ("frames_with_faces", pa.int64()),
         ("decode_errors", pa.int64()),
+        ("rotation", pa.int64()),
         ("part", pa.string()),
         ("path", pa.string()),
+        ("path_bytes", pa.binary()),
     ]
 )
 
@@ -108,13 +110,17 @@ def to_arrow(values, type: pa.DataType, *, nan_is_null: bool = False) -> pa.Arra
 
     Built from buffers, because ``pa.array`` imports pandas the first time it is
     called, to ask whether its input is a pandas object: 0.3 s of a 7 s run,
-    spent when a source's rows are written. Strings are str or ``None``;
+    spent when a source's rows are written. Strings are str or ``None``,
+    binary values bytes or ``None``;
     ``nan_is_null`` makes NaN a null, as pandas does.
     """
     n = len(values)
-    if pa.types.is_string(type):
+    if pa.types.is_string(type) or pa.types.is_binary(type):
         valid = np.array([v is not None for v in values], dtype=bool)
-        encoded = [v.encode() if v is not None else b"" for v in values]
+        encoded = [
+            b"" if v is None else v if isinstance(v, bytes) else v.encode()
+            for v in values
+        ]
         offsets = np.zeros(n + 1, dtype=np.int32)
         np.cumsum([len(b) for b in encoded], out=offsets[1:])
         buffers = [pa.py_buffer(offsets), pa.py_buffer(b"".join(encoded))]
@@ -231,10 +237,19 @@ class PartWriter:
     def __enter__(self) -> PartWriter:
         for path in self.tmp.values():
             path.parent.mkdir(parents=True, exist_ok=True)
-        self._faces = _Buffered(self.tmp[FACES_DIR], FACE_SCHEMA, self.flush_rows)
-        self._frames = _Buffered(self.tmp[FRAMES_DIR], FRAME_SCHEMA, self.flush_rows)
-        self._shots = _Buffered(self.tmp[SHOTS_DIR], SHOT_SCHEMA, self.flush_rows)
         self.shots = 0
+        self._tables: list[_Buffered] = []
+        try:
+            for d, schema in (
+                (FACES_DIR, FACE_SCHEMA),
+                (FRAMES_DIR, FRAME_SCHEMA),
+                (SHOTS_DIR, SHOT_SCHEMA),
+            ):
+                self._tables.append(_Buffered(self.tmp[d], schema, self.flush_rows))
+        except BaseException:  # e.g. a full disk: leave no temporary file behind
+            self._discard()
+            raise
+        self._faces, self._frames, self._shots = self._tables
         return self
 
     def add_faces(self, columns: dict[str, np.ndarray]) -> None:
@@ -269,26 +284,41 @@ class PartWriter:
         self.shots += len(columns["shot"])
 
     def set_summary(self, row: dict) -> None:
-        """Store the source's ``sources.parquet`` row in the part (for resume)."""
-        self.metadata = self.metadata | {"source_row": row}
+        """Store the source's ``sources.parquet`` row in the part (for resume;
+        the path is stored where the file is found again)."""
+        kept = {k: v for k, v in row.items() if k not in ("path", "path_bytes")}
+        self.metadata = self.metadata | {"source_row": kept}
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            # File-level metadata goes into the footer, so it is written last.
-            self._faces.writer.add_key_value_metadata(
-                {META_KEY: json.dumps(self.metadata).encode()}
-            )
-        for table in (self._faces, self._frames, self._shots):
-            table.close()
-        if exc_type is not None or not self.shots:
-            self.tmp[SHOTS_DIR].unlink(missing_ok=True)
+        try:
+            if exc_type is None:
+                # File-level metadata goes into the footer, so it is written last.
+                self._faces.writer.add_key_value_metadata(
+                    {META_KEY: json.dumps(self.metadata).encode()}
+                )
+                for table in self._tables:
+                    table.close()
+        except BaseException:  # a full disk while closing: keep nothing partial
+            self._discard()
+            raise
         if exc_type is not None:
-            for path in self.tmp.values():
-                path.unlink(missing_ok=True)
+            self._discard()
             return
+        if not self.shots:
+            self.tmp[SHOTS_DIR].unlink(missing_ok=True)
         for d, tmp in self.tmp.items():
             if tmp.exists():
                 tmp.replace(self.final[d])
+
+    def _discard(self) -> None:
+        """Close what can be closed and remove every temporary file."""
+        for table in self._tables:
+            try:
+                table.writer.close()
+            except Exception:  # noqa: BLE001  (already failing; cleanup goes on)
+                pass
+        for path in self.tmp.values():
+            path.unlink(missing_ok=True)
 
 
 def read_part_metadata(path: Path) -> dict | None:

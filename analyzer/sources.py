@@ -1,4 +1,4 @@
-"""Find the media under the inputs and stream their frames.
+"""Stream the frames of the media that :mod:`analyzer.walk` finds.
 
 Videos are decoded with PyAV, which gives each frame its presentation time from the
 container (``pts * time_base``), so timestamps stay right for variable frame rates
@@ -9,41 +9,25 @@ video is.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-logger = logging.getLogger(__name__)
+from .walk import (  # noqa: F401  (the walking half of "sources", re-exported)
+    IMAGE_SUFFIXES,
+    VIDEO_SUFFIXES,
+    Source,
+    find_sources,
+    kind_of,
+)
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
-VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"})
+logger = logging.getLogger(__name__)
 
 
 class SourceError(RuntimeError):
     """A file that cannot be decoded; the message says why."""
-
-
-@dataclass(frozen=True)
-class Source:
-    """One input file: its path, its name relative to its INPUT, and its kind.
-
-    ``kind`` is ``image``, ``video`` or ``other`` (listed as skipped).
-    """
-
-    path: Path
-    name: str
-    kind: str
-
-    @property
-    def fingerprint(self) -> str:
-        """Size and modification time: a changed file gets analyzed again."""
-        try:
-            st = self.path.stat()
-        except OSError:
-            return "unreadable"
-        return f"{st.st_size}:{st.st_mtime_ns}"
 
 
 @dataclass
@@ -56,7 +40,9 @@ class VideoInfo:
     duration_s: float | None = None
     frames_total: int = 0
     frames_declared: int = 0  # what the container's header says, 0 if unknown
+    duration_declared: float | None = None  # the header's duration, if it has one
     decode_errors: int = 0  # packets the decoder rejected as corrupt (skipped)
+    rotation: int = 0  # degrees counter-clockwise the picture is turned for display
 
 
 @dataclass(frozen=True)
@@ -66,59 +52,6 @@ class Frame:
     index: int
     timestamp_s: float | None
     image: np.ndarray
-
-
-def kind_of(path: Path) -> str:
-    suffix = path.suffix.lower()
-    if suffix in IMAGE_SUFFIXES:
-        return "image"
-    if suffix in VIDEO_SUFFIXES:
-        return "video"
-    return "other"
-
-
-def find_sources(
-    inputs: Iterable[Path], *, exclude: Path | None = None
-) -> list[Source]:
-    """List every file under ``inputs`` (files or folders, walked recursively).
-
-    Args:
-        inputs: files or folders.
-        exclude: a folder to leave out (the output folder, if it is inside an input).
-
-    Raises:
-        FileNotFoundError: an input does not exist.
-    """
-    exclude = exclude.resolve() if exclude else None
-    found: dict[str, Source] = {}
-    for root in inputs:
-        root = Path(root)
-        if not root.exists():
-            raise FileNotFoundError(f"input {root} does not exist")
-        if root.is_file():
-            paths, base = [root], root.parent
-        else:
-            paths, base = sorted(_walk(root, exclude)), root
-        for path in paths:
-            name = path.relative_to(base).as_posix()
-            if name in found and found[name].path.resolve() != path.resolve():
-                logger.warning(
-                    "two inputs hold %s; keeping both as %s and %s",
-                    name,
-                    found[name].path,
-                    path,
-                )
-                name = f"{base.name}/{name}"
-            found[name] = Source(path, name, kind_of(path))
-    return list(found.values())
-
-
-def _walk(root: Path, exclude: Path | None) -> Iterator[Path]:
-    for path in root.rglob("*"):
-        if exclude and (path.resolve() == exclude or exclude in path.resolve().parents):
-            continue
-        if path.is_file():
-            yield path
 
 
 def read_bytes(path: Path, limit: int = -1) -> np.ndarray:
@@ -180,7 +113,7 @@ def iter_video(
         if not container.streams.video:
             raise SourceError("file has no video stream")
         stream = container.streams.video[0]
-        _describe(stream, info)
+        _describe(container, stream, info)
         stream.thread_type = decoder_threading(info, sample_fps)
         yield from _decode(container, stream, info, sample_fps)
 
@@ -205,13 +138,29 @@ def decoder_threading(info: VideoInfo, sample_fps: float | None) -> str:
     return "NONE" if info.width * info.height <= SINGLE_THREAD_PIXELS else "AUTO"
 
 
-def _describe(stream, info: VideoInfo) -> None:
+def _describe(container, stream, info: VideoInfo) -> None:
     rate = stream.average_rate or stream.guessed_rate
     info.fps = float(rate) if rate else None
     info.width, info.height = stream.codec_context.width, stream.codec_context.height
     info.frames_declared = int(stream.frames or 0)
     if stream.duration is not None and stream.time_base is not None:
         info.duration_s = float(stream.duration * stream.time_base)
+    info.duration_declared = info.duration_s
+    if info.duration_declared is None and container.duration:
+        info.duration_declared = container.duration / 1e6  # microseconds (MKV)
+
+
+def upright(image: np.ndarray, rotation: float, info: VideoInfo) -> np.ndarray:
+    """The picture as it is meant to be shown: phones store it sideways with a
+    display rotation (degrees counter-clockwise, from the container's display
+    matrix). ``info`` records the rotation and the upright size."""
+    turns = round((rotation or 0) / 90) % 4
+    if turns:
+        image = np.ascontiguousarray(np.rot90(image, turns))
+        if info.rotation != turns * 90:
+            info.rotation = turns * 90
+            info.height, info.width = image.shape[:2]
+    return image
 
 
 class BgrConverter:
@@ -253,7 +202,7 @@ def _decode(container, stream, info: VideoInfo, sample_fps: float | None):
                 if sample_bin <= last_bin:
                     continue
                 last_bin = sample_bin
-            yield Frame(index, t, to_bgr(frame))
+            yield Frame(index, t, upright(to_bgr(frame), frame.rotation, info))
     except av.error.FFmpegError as exc:
         raise SourceError(f"decoding failed after frame {index}: {exc}") from exc
     if index < 0:
@@ -265,6 +214,17 @@ def _decode(container, stream, info: VideoInfo, sample_fps: float | None):
             f"truncated: decoded {info.frames_total} of the {info.frames_declared} "
             "frames its header declares"
         )
+    declared, fps = info.duration_declared, info.fps
+    if not info.frames_declared and declared and fps:
+        # No frame count in the header (MKV, WebM): compare durations instead.
+        decoded_s = last_t + 1.0 / fps
+        # Frames skipped undecoded at the end (sampling) may hide one sample bin.
+        slack = 2.0 / fps + (1.0 / sample_fps if sample_fps else 0.0)
+        if decoded_s < 0.98 * declared - slack:
+            raise SourceError(
+                f"truncated: decoded {decoded_s:.2f} s of the {declared:.2f} s its "
+                "header declares"
+            )
     if decoded.errors > max(1, MAX_CORRUPT_SHARE * decoded.packets):
         raise SourceError(
             f"corrupt: the decoder rejected {decoded.errors} of "

@@ -46,7 +46,22 @@ def _copy_plotly(report: Path) -> None:
     dest = report / "static" / "plotly.min.js"
     if not dest.exists() or dest.stat().st_size != src.stat().st_size:
         dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(src, dest)
+        _atomic(dest, lambda tmp: shutil.copyfile(src, tmp))
+
+
+def _atomic(dest: Path, write) -> None:
+    """``write(tmp)`` then rename onto ``dest``: a full disk or a kill leaves the
+    old file or none, never half of one."""
+    tmp = dest.with_name(f".{dest.name}.tmp")
+    try:
+        write(tmp)
+        tmp.replace(dest)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _write_page(path: Path, text: str) -> None:
+    _atomic(path, lambda tmp: tmp.write_text(text))
 
 
 def _clean(row: dict) -> dict:
@@ -102,7 +117,8 @@ def _video_page(env, run: RunData, row: dict, report: Path, max_points: int) -> 
     tracks.sort(key=lambda t: -t["rows"])
     no_face = int((frames["faces"] == 0).sum())
     page = f"{_slug('v', row['source'])}.html"
-    (report / page).write_text(
+    _write_page(
+        report / page,
         env.get_template("video.html").render(
             row=row,
             tracks=tracks,
@@ -110,7 +126,7 @@ def _video_page(env, run: RunData, row: dict, report: Path, max_points: int) -> 
             emotions=EMOTIONS,
             no_face_frames=no_face,
             interval=interval,
-        )
+        ),
     )
     return page
 
@@ -131,12 +147,13 @@ def _folder_pages(env, run: RunData, rows: list[dict], report: Path) -> dict[str
             images.append(
                 {"row": row, "anchor": anchor, "faces": _image_faces(run, row, report)}
             )
-        (report / page).write_text(
+        _write_page(
+            report / page,
             env.get_template("folder.html").render(
                 folder=folder if folder != "." else "the top folder",
                 images=images,
                 colors=COLORS,
-            )
+            ),
         )
     return links
 
@@ -175,7 +192,8 @@ def render_report(out: Path, *, max_points: int = 1500) -> Path:
         else:
             row["link"] = links.get(row["source"])
     index = report / "index.html"
-    index.write_text(
+    _write_page(
+        index,
         env.get_template("index.html").render(
             facts=run.facts,
             rows=rows,
@@ -183,7 +201,7 @@ def render_report(out: Path, *, max_points: int = 1500) -> Path:
             emotions=EMOTIONS,
             totals=_totals(rows),
             rendered=dt.datetime.now().isoformat(timespec="seconds"),
-        )
+        ),
     )
     return index
 

@@ -124,6 +124,7 @@ def write_image(path: Path, image: np.ndarray) -> Path:
 
     ok, data = cv2.imencode(".png" if path.suffix.lower() == ".png" else ".jpg", image)
     assert ok
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data.tobytes())
     return path
 
