@@ -133,6 +133,26 @@ def test_an_unusable_output_folder_stops_before_any_work(
     assert not (root / "run.json").exists() and not (tmp_path / "run.json").exists()
 
 
+def test_a_read_only_mount_is_refused_before_any_work(tmp_path, tiny_model, capsys):
+    root = tmp_path / "in"
+    root.mkdir()
+    moving_blob_video(root / "clip.mp4", 10)
+    mount = tmp_path / "ro"
+    mount.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(mount)],
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode:
+        pytest.skip(f"cannot mount a read-only tmpfs here: {done.stderr.strip()}")
+    try:
+        assert main([str(root), "--out", str(mount / "out"), *_args(tiny_model)]) == 2
+        assert "Read-only file system" in capsys.readouterr().err
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
 def test_an_empty_out_inside_the_data_is_refused(tmp_path, tiny_model, monkeypatch):
     root = tmp_path / "data"
     root.mkdir()
