@@ -7,6 +7,7 @@ section lists what they guarantee.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -42,6 +43,23 @@ def _leftovers(out: Path) -> list[str]:
 
 def _sources(out: Path) -> pd.DataFrame:
     return pd.read_parquet(out / "sources.parquet").set_index("source")
+
+
+@contextlib.contextmanager
+def _tmpfs(mount: Path, options: str):
+    """A tmpfs mounted at ``mount`` (root only; the test skips where it cannot)."""
+    mount.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(mount)],
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode:
+        pytest.skip(f"cannot mount a tmpfs ({options}) here: {done.stderr.strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 # --- names, links and folders -------------------------------------------------
@@ -137,20 +155,9 @@ def test_a_read_only_mount_is_refused_before_any_work(tmp_path, tiny_model, caps
     root = tmp_path / "in"
     root.mkdir()
     moving_blob_video(root / "clip.mp4", 10)
-    mount = tmp_path / "ro"
-    mount.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(mount)],
-        capture_output=True,
-        text=True,
-    )
-    if done.returncode:
-        pytest.skip(f"cannot mount a read-only tmpfs here: {done.stderr.strip()}")
-    try:
+    with _tmpfs(tmp_path / "ro", "ro,size=1m") as mount:
         assert main([str(root), "--out", str(mount / "out"), *_args(tiny_model)]) == 2
         assert "Read-only file system" in capsys.readouterr().err
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 def test_an_empty_out_inside_the_data_is_refused(tmp_path, tiny_model, monkeypatch):
@@ -198,17 +205,8 @@ def test_absurd_numbers_are_usage_errors(tmp_path, tiny_model, flag):
 @pytest.fixture
 def small_disk(tmp_path):
     """A 4 MiB file system of its own (tmpfs), so the disk really fills up."""
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)],
-        capture_output=True,
-        text=True,
-    )
-    if done.returncode:
-        pytest.skip(f"cannot mount a small tmpfs here: {done.stderr.strip()}")
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)], check=False)
+    with _tmpfs(tmp_path / "disk", "size=4m") as mount:
+        yield mount
 
 
 @pytest.mark.parametrize("room_kib", [16, 1024])
