@@ -117,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--refine",
         action="store_true",
         help="between keyframes, also re-place each moved box with MTCNN's last "
-        "stage (O-Net) and drop faces it no longer finds (slower; README)",
+        "stage (O-Net) and drop faces it no longer finds (slower; docs/performance.md)",
     )
     parser.add_argument(
         "--no-box-check",

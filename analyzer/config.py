@@ -9,7 +9,7 @@ from pathlib import Path
 
 DEFAULT_SAMPLE_FPS = 5.0
 # Full detections (which find new faces) once a second; tracked faces are carried
-# by optical flow on the analyzed frames in between (README, "Performance").
+# by optical flow on the analyzed frames in between (docs/performance.md).
 DEFAULT_DETECT_INTERVAL_S = 1.0
 # A carried box is kept only while MTCNN's O-Net gives it at least this face
 # probability (docs/shots.md).
@@ -40,7 +40,7 @@ class AnalyzerConfig:
         refine: on those frames, also re-place each moved box with the detector's
             last stage where it has one (MTCNN's O-Net on LiteRT), and drop faces
             it no longer finds. Off by default: on woman2.mp4 it agrees less
-            with the slow reference than the flowed boxes do (README).
+            with the slow reference than the flowed boxes do (docs/performance.md).
         box_check: on those frames, drop a carried box that MTCNN's O-Net no
             longer scores as a face (``BOX_CHECK_THRESHOLD``), so a track ends
             within one analyzed frame of its face leaving.

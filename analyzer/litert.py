@@ -4,8 +4,8 @@ The ``.keras`` file stays the source of truth. On first use its copy is converte
 checked against the Keras model on a fixed batch, and cached under
 ``$EMOTION_ANALYZER_CACHE`` (default ``~/.cache/emotion-analytics``), named by the
 Keras file's SHA-256 so a changed model never meets a stale copy. Speed, load time
-and agreement against Keras: ``python benchmarks/classifier.py`` (README,
-"Classification").
+and agreement against Keras: ``python benchmarks/classifier.py`` (docs/performance.md,
+"The classifier's runtime").
 """
 
 from __future__ import annotations

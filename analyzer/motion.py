@@ -5,7 +5,7 @@ changes the emotion read from it. :class:`BoxFlow` follows a grid of points insi
 each box with pyramidal Lucas-Kanade flow (OpenCV), keeps the points that track
 back to where they started, and moves and scales the box by their median motion.
 On a grey image of at most 640 px it costs under a millisecond per frame (36
-points, forward and back; README "Performance"), against about 12 ms for a
+points, forward and back; docs/performance.md), against about 12 ms for a
 detection.
 """
 

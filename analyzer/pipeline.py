@@ -156,8 +156,8 @@ class _Classifier:
     detects and tracks the next frames (LiteRT and OpenCV release the GIL), at
     most ``IN_FLIGHT`` batches behind; rows are written in frame order, the same
     rows as classifying in line. On the 10x woman2 loop this took 5-13% off the
-    whole run at 5 fps and 1-12% every frame (alternating runs; README,
-    "Performance"). Use as a context manager: leaving it waits for the worker,
+    whole run at 5 fps and 1-12% every frame (alternating runs;
+    docs/performance.md). Use as a context manager: leaving it waits for the worker,
     so nothing writes to the part after.
     """
 

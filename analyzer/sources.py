@@ -130,7 +130,7 @@ def decoder_threading(info: VideoInfo, sample_fps: float | None) -> str:
     When sampling (1 frame in 6 at 5 fps from 30) it is not what the run waits
     for, and FFmpeg's frame threads cost more than they save: on the 10x woman2
     loop (596x336) at 5 fps, decoding took 2.2 CPU-s on one thread against 3.1
-    on FFmpeg's three (README, "Performance"). Every frame, or frames larger
+    on FFmpeg's three (docs/performance.md). Every frame, or frames larger
     than 720p, keep the threads (every frame at 720p: 2-10% faster with them).
     """
     if sample_fps is None or not info.width or not info.height:
@@ -169,7 +169,7 @@ class BgrConverter:
     ``frame.to_ndarray(format="bgr24")`` makes a new scaler for every frame, and
     since PyAV 17 that scaler starts its own threads (``threads=0``, automatic):
     0.8 ms a frame on a 596x336 video here, against 0.13 ms for one context on
-    one thread, with the same pixels (README, "Performance").
+    one thread, with the same pixels (docs/performance.md).
     """
 
     def __init__(self) -> None:

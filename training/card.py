@@ -22,7 +22,7 @@ from .train import dump_json, read_log
 logger = logging.getLogger(__name__)
 
 # Margin that makes the analyzer's crop frame a face the way FER2013 does: measured
-# on validation faces by `python -m training framing --split val` (README, "Face
+# on validation faces by `python -m training framing --split val` (docs/model.md, "Face
 # framing"): -0.01 for MTCNN's boxes, +0.03 for Haar's.
 DEFAULT_CROP_MARGIN = 0.0
 

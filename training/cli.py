@@ -63,7 +63,7 @@ def _parser() -> argparse.ArgumentParser:
         "--recipe",
         choices=sorted(RECIPES),
         default="cpu",
-        help="training recipe (default: cpu; see README)",
+        help="training recipe (default: cpu; see docs/model.md)",
     )
     train.add_argument(
         "--weights",

@@ -2,7 +2,7 @@
 
 ``paper`` is the seed report's transfer-learning setup (needs ImageNet weights and,
 in practice, a GPU). ``cpu`` trains from scratch at FER2013's native 48 px, the
-input size that 2 CPU cores can afford (see README, "Training").
+input size that 2 CPU cores can afford (docs/model.md).
 """
 
 from __future__ import annotations
@@ -138,7 +138,7 @@ CPU_64 = replace(
 # A short third cycle for a trained cpu-64 model (--init) meant to make it give the
 # same answer for a face boxed a few pixels differently. Each step runs the network
 # twice, so an epoch costs about twice a cpu-64 one. Measured from the shipped
-# model's run 2 (README, "The shipped model"): validation 0.6386 against 0.6407, and
+# model's run 2 (docs/model.md): validation 0.6386 against 0.6407, and
 # more flips under box jitter, not fewer; kept to reproduce that, not used.
 CPU_64_STABLE = replace(
     CPU_64,

@@ -17,7 +17,7 @@ DETECTORS.register("haar")(HaarDetector)
 DETECTORS.register("mtcnn")(MtcnnDetector)
 DETECTORS.register("retinaface")(RetinaFaceDetector)
 
-# The offline default, chosen by measurement (README, "Choosing the detector").
+# The offline default, chosen by measurement (docs/performance.md).
 EMBEDDED_DEFAULT = "mtcnn"
 
 

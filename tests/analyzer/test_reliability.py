@@ -1,8 +1,8 @@
 """What a user's disk can throw at a run: odd names and links, a full disk, an
 unusable or shared output folder, stale parts, damaged files, signals and kills.
 
-Each test builds its inputs under ``tmp_path``; the README's "Reliability"
-section lists what they guarantee.
+Each test builds its inputs under ``tmp_path``; docs/reliability.md lists what
+they guarantee.
 """
 
 from __future__ import annotations
