@@ -224,11 +224,12 @@ def _signals_interrupt():
 def _run(args) -> int:
     from tqdm import tqdm
 
+    from .batch import run
     from .classifier import ModelUnavailable
     from .config import AnalyzerConfig
     from .detectors import DetectorUnavailable
     from .outdir import DiskFull, is_disk_full
-    from .pipeline import Runtime, run
+    from .runtime import Runtime
 
     config = AnalyzerConfig(
         model=args.model,
@@ -307,10 +308,7 @@ def _run(args) -> int:
 
 
 def _report(out: Path) -> None:
-    try:
-        from reports import render
-    except ImportError:  # reports is part of this project; tolerate a partial install
-        logging.getLogger(__name__).warning("reports package missing: no HTML report")
-        return
+    from reports import render
+
     path = render(out)
     print(f"report: {path}", file=sys.stderr)

@@ -32,9 +32,6 @@ class Registry(Generic[T]):
 
         return decorator
 
-    def unregister(self, name: str) -> None:
-        self._factories.pop(name, None)
-
     def names(self) -> list[str]:
         return sorted(self._factories)
 

@@ -34,9 +34,6 @@ class Tracker:
         are never reused within a video."""
         raise NotImplementedError
 
-    def reset(self) -> None:
-        raise NotImplementedError
-
 
 TRACKERS: Registry[Tracker] = Registry("tracker")
 
@@ -90,9 +87,6 @@ class IouTracker(Tracker):
     max_lost_s: float = 1.0
     _tracks: list[_Track] = field(default_factory=list, init=False, repr=False)
     _next_id: int = field(default=0, init=False, repr=False)
-
-    def reset(self) -> None:
-        self._tracks, self._next_id = [], 0
 
     def end_tracks(self) -> None:
         self._tracks = []

@@ -4,7 +4,6 @@ image folder. Pages open from ``file://``: plotly.js is copied next to them once
 from __future__ import annotations
 
 import datetime as dt
-import logging
 import shutil
 import zlib
 from pathlib import Path, PurePosixPath
@@ -18,7 +17,6 @@ from .load import RunData, load_run
 from .summaries import emotion_shares, sample_interval, timeline, track_summary
 from .thumbs import face_crop, read_frame, save_thumb
 
-logger = logging.getLogger(__name__)
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 
 

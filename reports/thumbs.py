@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import numpy as np
-
-logger = logging.getLogger(__name__)
 
 
 def read_frame(path: Path, kind: str, frame_index: int = 0) -> np.ndarray | None:

@@ -36,6 +36,6 @@ def tiny_model(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def runtime(tiny_model):
     from analyzer.config import AnalyzerConfig
-    from analyzer.pipeline import Runtime
+    from analyzer.runtime import Runtime
 
     return Runtime.create(AnalyzerConfig(model=tiny_model, detector="fake"))

@@ -82,9 +82,10 @@ def measure(
         Accuracies (direct, pipeline, both on the faces the detector found), the
         detection rate, and the median margin that matches FER2013's framing.
     """
+    from analyzer.batch import run
     from analyzer.config import AnalyzerConfig
     from analyzer.layers import load_keras_model
-    from analyzer.pipeline import Runtime, run
+    from analyzer.runtime import Runtime
 
     from .evaluate import predict
 

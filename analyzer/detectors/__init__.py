@@ -7,7 +7,7 @@ Each backend module imports its heavy dependencies only when a detector is built
 from __future__ import annotations
 
 from ..registry import Registry
-from .base import Detector, DetectorUnavailable
+from .base import ChecksFaces, Detector, DetectorUnavailable, Refines
 from .haar import HaarDetector
 from .mtcnn import MtcnnDetector
 from .retinaface import RetinaFaceDetector, weights_available
@@ -46,9 +46,11 @@ def create_detector(name: str = "auto", *, runtime: str = "auto", **kwargs) -> D
 
 __all__ = [
     "DETECTORS",
+    "ChecksFaces",
     "Detector",
     "DetectorUnavailable",
     "EMBEDDED_DEFAULT",
+    "Refines",
     "create_detector",
     "resolve",
 ]

@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 
 from analyzer import sources
+from analyzer.batch import run
 from analyzer.cli import main
-from analyzer.pipeline import run
 
 from ..helpers import blob_frame, moving_blob_video, write_image
 
@@ -75,7 +75,7 @@ BAD_FILES.append(
 @pytest.mark.parametrize("sample_fps", [None, 5.0])
 def test_a_glitch_does_not_fail_a_video(tmp_path, tiny_model, sample_fps):
     from analyzer.config import AnalyzerConfig
-    from analyzer.pipeline import Runtime
+    from analyzer.runtime import Runtime
 
     root = tmp_path / "in"
     root.mkdir()

@@ -7,8 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from analyzer.batch import run
 from analyzer.config import AnalyzerConfig
-from analyzer.pipeline import Runtime, run
+from analyzer.runtime import Runtime
 from analyzer.sources import VideoInfo, iter_video
 
 from ..helpers import blob_frame, make_video, packed_bframes_avi

@@ -9,10 +9,11 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
+from analyzer.batch import run
 from analyzer.config import AnalyzerConfig
 from analyzer.labels import EMOTIONS
-from analyzer.pipeline import Runtime, run
 from analyzer.records import FACE_SCHEMA, SOURCE_SCHEMA, read_part_metadata
+from analyzer.runtime import Runtime
 
 from ..helpers import (
     CONSTANT_PROBS,

@@ -8,9 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from analyzer.batch import run
 from analyzer.classifier import DEFAULT_MODEL
 from analyzer.config import AnalyzerConfig
-from analyzer.pipeline import Runtime, run
+from analyzer.runtime import Runtime
 from analyzer.tracking import iou_matrix
 
 from ..conftest import MEDIA

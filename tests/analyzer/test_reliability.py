@@ -23,10 +23,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from analyzer.batch import run
 from analyzer.cli import main
 from analyzer.config import AnalyzerConfig
 from analyzer.outdir import DiskFull, OutputLock
-from analyzer.pipeline import Runtime, run
+from analyzer.runtime import Runtime
 
 from ..helpers import blob_frame, moving_blob_video, write_image
 

@@ -6,8 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from analyzer.batch import run
 from analyzer.config import AnalyzerConfig
-from analyzer.pipeline import Runtime, run
+from analyzer.runtime import Runtime
 from analyzer.shots import ShotDetector
 
 from ..helpers import blob_frame, make_video

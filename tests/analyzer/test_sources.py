@@ -7,7 +7,8 @@ import time
 import numpy as np
 import pytest
 
-from analyzer.sources import Frame, find_sources, prefetch
+from analyzer.prefetch import prefetch
+from analyzer.sources import Frame, find_sources
 
 
 def test_find_sources_walks_and_classifies(tmp_path):

@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from analyzer.batch import run
 from analyzer.labels import EMOTIONS
-from analyzer.pipeline import run
 from analyzer.records import write_sources
 from reports import render
 from reports.cli import main as reports_main

@@ -1,0 +1,179 @@
+"""The local driver: every source under the inputs, resumed, into one output folder.
+
+:func:`run` maps :func:`analyzer.pipeline.analyze_source` over the sources,
+reuses parts already made with the same settings, writes ``sources.parquet`` and
+``run.json`` last, and removes parts that belong to no ``ok`` source.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm import tqdm
+
+from .outdir import check_free_space
+from .pipeline import analyze_source, source_row
+from .records import (
+    FACES_DIR,
+    FRAMES_DIR,
+    SHOTS_DIR,
+    SOURCES_FILE,
+    part_name,
+    read_part_metadata,
+    write_sources,
+)
+from .runtime import Runtime
+from .sources import Source, find_sources
+
+logger = logging.getLogger(__name__)
+
+
+def completed_row(source: Source, out: Path, runtime: Runtime) -> dict | None:
+    """The stored row of a source already analyzed with the same settings, if any."""
+    return reuse(source, out, runtime)[0]
+
+
+def reuse(source: Source, out: Path, runtime: Runtime) -> tuple[dict | None, str]:
+    """The stored row of a source already analyzed with the same settings, or
+    ``None`` and why it must be analyzed (again)."""
+    if source.kind not in ("image", "video") or source.problem:
+        return None, ""
+    name = part_name(source.name)
+    meta = read_part_metadata(out / FACES_DIR / name)
+    if not meta or "source_row" not in meta:
+        return None, "new" if meta is None and not _any_part(
+            out, name
+        ) else "part missing"
+    if meta.get("settings_key") != runtime.key:
+        return None, "settings changed"
+    if meta.get("source_fingerprint") != source.fingerprint:
+        return None, "file changed"
+    stored = meta["source_row"]
+    wanted = [FRAMES_DIR] + (
+        [SHOTS_DIR] if source.kind == "video" and stored.get("frames_analyzed") else []
+    )
+    if not all((out / d / name).is_file() for d in wanted):
+        return None, "part missing"
+    # The stored row, but where the file is now (the input may have moved).
+    row = source_row(source) | stored
+    return row | {"path": source.path_text, "path_bytes": source.path_bytes}, ""
+
+
+def _any_part(out: Path, name: str) -> bool:
+    return any((out / d / name).exists() for d in (FRAMES_DIR, SHOTS_DIR))
+
+
+def prune_parts(out: Path, rows: list[dict]) -> int:
+    """Remove every part that is not an ``ok`` source of this run (inputs since
+    deleted, emptied or failed, or earlier runs' leftovers); returns how many."""
+    keep = {r["part"] for r in rows if r["status"] == "ok" and r.get("part")}
+    removed = 0
+    for d in (FACES_DIR, FRAMES_DIR, SHOTS_DIR):
+        for path in (out / d).glob("*.parquet") if (out / d).is_dir() else []:
+            if path.name not in keep:
+                path.unlink()
+                removed += 1
+    return removed
+
+
+@dataclass
+class RunSummary:
+    """What :func:`run` did: every source's row, and how many were reused."""
+
+    rows: list[dict]
+    reused: int = 0
+    # Sources analyzed again although a part of theirs was there, by reason.
+    reanalyzed: dict[str, int] = field(default_factory=dict)
+    pruned: int = 0  # parts removed that belonged to no ok source of this run
+
+    @property
+    def failed(self) -> list[dict]:
+        return [r for r in self.rows if r["status"] == "failed"]
+
+
+def run(
+    inputs: list[Path],
+    out: Path,
+    runtime: Runtime,
+    *,
+    progress: bool = True,
+    on_failure: Callable[[dict], None] | None = None,
+) -> RunSummary:
+    """Analyze every source under ``inputs`` into ``out``, resuming finished ones.
+
+    A source's part is in place as soon as that source is done, so an interrupted
+    run loses at most the source in progress and a rerun continues from there.
+    While the run is going, ``run.json`` says ``"complete": false`` and there is
+    no ``sources.parquet``; both are written when every source has been seen.
+
+    Raises:
+        DiskFull: free space ran low before a source, or the disk filled up while
+            one was written (its temporary files are removed); the run stops.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    check_free_space(out)
+    _remove_temporaries(out)
+    sources = find_sources(inputs, exclude=out)
+    summary = RunSummary(rows=[])
+    started = dt.datetime.now(dt.timezone.utc)
+    (out / SOURCES_FILE).unlink(missing_ok=True)
+    _write_run_facts(out, runtime, summary, started, complete=False)
+    for source in tqdm(
+        sources, desc="sources", unit="file", position=0, disable=not progress
+    ):
+        check_free_space(out)
+        row, why = reuse(source, out, runtime)
+        if row is not None:
+            summary.reused += 1
+        else:
+            if why and why != "new":
+                summary.reanalyzed[why] = summary.reanalyzed.get(why, 0) + 1
+            row = analyze_source(source, out, runtime, progress=progress)
+            if row["status"] == "failed" and on_failure:
+                on_failure(row)
+        summary.rows.append(row)
+    write_sources(out, summary.rows)
+    summary.pruned = prune_parts(out, summary.rows)
+    _write_run_facts(out, runtime, summary, started, complete=True)
+    return summary
+
+
+def _remove_temporaries(out: Path) -> None:
+    """Temporary parts a killed run left behind (the caller holds the lock, so
+    no other run is writing them)."""
+    for d in (FACES_DIR, FRAMES_DIR, SHOTS_DIR):
+        for path in (out / d).glob(".*.tmp") if (out / d).is_dir() else []:
+            path.unlink(missing_ok=True)
+
+
+def _write_run_facts(
+    out: Path,
+    runtime: Runtime,
+    summary: RunSummary,
+    started: dt.datetime,
+    *,
+    complete: bool,
+) -> None:
+    rows = summary.rows
+    now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    facts = runtime.run_metadata() | {
+        "complete": complete,
+        "started": started.isoformat(timespec="seconds"),
+        "finished": now if complete else None,
+        "sources": len(rows),
+        "ok": sum(r["status"] == "ok" for r in rows),
+        "failed": len(summary.failed),
+        "skipped": sum(r["status"] == "skipped" for r in rows),
+        "reused": summary.reused,
+        "reanalyzed": summary.reanalyzed,
+        "pruned_parts": summary.pruned,
+        "faces": sum(r["faces"] or 0 for r in rows),
+    }
+    tmp = out / ".run.json.tmp"
+    tmp.write_text(json.dumps(facts, indent=2) + "\n")
+    tmp.replace(out / "run.json")
