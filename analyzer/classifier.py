@@ -1,20 +1,19 @@
 """Crop faces the way the model was trained and classify them in batches.
 
 Everything model-specific (class order, input size, colour mode, crop margin) comes
-from the model file's own metadata (:mod:`analyzer.modelfile`).
+from the model file's own metadata (:mod:`emotion_contract.modelfile`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
 
-from .labels import EMOTIONS
-from .modelfile import ModelFileError, ModelInfo, file_sha256, read_info
-
-MODELS_DIR = Path(__file__).resolve().parent / "models"
-DEFAULT_MODEL = MODELS_DIR / "model.keras"
+from emotion_contract.labels import EMOTIONS
+from emotion_contract.modelfile import ModelFileError, ModelInfo, file_sha256, read_info
+from emotion_contract.shipped import SHIPPED_MODEL as DEFAULT_MODEL
 
 
 class ModelUnavailable(RuntimeError):
@@ -55,12 +54,19 @@ class EmotionClassifier:
     """
 
     def __init__(
-        self, model_path: Path, *, runtime: str = "auto", batch_size: int = 64
+        self,
+        model_path: Path,
+        *,
+        runtime: str = "auto",
+        batch_size: int = 64,
+        crop_margin: float | None = None,
     ) -> None:
         try:
             self.info: ModelInfo = read_info(model_path)
         except ModelFileError as exc:
             raise ModelUnavailable(str(exc)) from exc
+        if crop_margin is not None:  # instead of the file's (to measure framing)
+            self.info = dataclasses.replace(self.info, crop_margin=crop_margin)
         if sorted(self.info.class_names) != sorted(EMOTIONS):
             raise ModelUnavailable(
                 f"{model_path} predicts {self.info.class_names}; the analyzer needs "
@@ -92,7 +98,7 @@ class EmotionClassifier:
             ) from exc
 
     def _load_keras(self):
-        from .layers import load_keras_model
+        from emotion_contract.layers import load_keras_model
 
         return load_keras_model(self.path)
 

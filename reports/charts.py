@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from analyzer.labels import EMOTIONS
+from emotion_contract.labels import EMOTIONS
 
 COLORS = {
     "angry": "#d62728",

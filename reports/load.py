@@ -8,7 +8,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from analyzer.labels import EMOTIONS
+from emotion_contract.schema import (
+    FACE_SCHEMA,
+    FACES_DIR,
+    FRAME_SCHEMA,
+    FRAMES_DIR,
+    SOURCES_FILE,
+)
 
 
 class ReportError(ValueError):
@@ -52,33 +58,14 @@ def load_run(out: Path) -> RunData:
     Raises:
         ReportError: ``out`` has no ``sources.parquet``.
     """
-    path = out / "sources.parquet"
+    path = out / SOURCES_FILE
     if not path.is_file():
         raise ReportError(f"{out} has no sources.parquet: run the analyzer first")
     sources = pd.read_parquet(path)
     facts_path = out / "run.json"
     facts = json.loads(facts_path.read_text()) if facts_path.is_file() else {}
-    faces = _dataset(
-        out / "faces",
-        [
-            "source",
-            "frame_index",
-            "timestamp_s",
-            "shot",
-            "track_id",
-            "x1",
-            "y1",
-            "x2",
-            "y2",
-            "det_score",
-            "box_source",
-            *EMOTIONS,
-            "emotion",
-        ],
-    )
-    frames = _dataset(
-        out / "frames", ["source", "frame_index", "timestamp_s", "shot", "faces"]
-    )
+    faces = _dataset(out / FACES_DIR, FACE_SCHEMA.names)
+    frames = _dataset(out / FRAMES_DIR, FRAME_SCHEMA.names)
     known = set(sources["source"])
     return RunData(
         out,

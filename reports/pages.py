@@ -10,7 +10,7 @@ from pathlib import Path, PurePosixPath
 
 import pandas as pd
 
-from analyzer.labels import EMOTIONS
+from emotion_contract.labels import EMOTIONS
 
 from .charts import COLORS, timeline_figure
 from .load import RunData, load_run

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from analyzer.faces import Faces
-from analyzer.labels import EMOTIONS
+from emotion_contract.labels import EMOTIONS
 
 # A constant model's output, in EMOTIONS order: recognisable in every row.
 CONSTANT_PROBS = np.array([0.05, 0.02, 0.08, 0.50, 0.10, 0.15, 0.10], dtype=np.float32)
@@ -133,7 +133,7 @@ def constant_model(path: Path, *, class_names=EMOTIONS) -> Path:
     """A tiny Keras model that outputs CONSTANT_PROBS (reordered to class_names)."""
     import keras
 
-    from analyzer.modelfile import ModelInfo, write_info
+    from emotion_contract.modelfile import ModelInfo, write_info
 
     probs = np.array([CONSTANT_PROBS[EMOTIONS.index(c)] for c in class_names])
     model = keras.Sequential(

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from analyzer.layers import load_keras_model
+from emotion_contract.layers import load_keras_model
 
 from .card import save_derived
 from .data import load_cached, load_validation

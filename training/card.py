@@ -11,13 +11,13 @@ import datetime as dt
 import logging
 from pathlib import Path
 
-from analyzer.labels import EMOTIONS
-from analyzer.modelfile import ModelInfo, file_sha256, write_info
+from emotion_contract.labels import EMOTIONS
+from emotion_contract.modelfile import ModelInfo, file_sha256, write_info
 
 from .data import load_cached, stratified_split
 from .evaluate import metrics, predict
 from .model import INPUT_SIZE
-from .train import dump_json, read_log
+from .runlog import dump_json, read_log
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ def save_derived(
     import dataclasses
     import shutil
 
-    from analyzer.modelfile import read_info
+    from emotion_contract.modelfile import read_info
 
     val, test = data
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -110,7 +110,7 @@ def refresh_card(path: Path) -> None:
     """Update the card beside ``path`` after its metadata changed (hash, margin)."""
     import json
 
-    from analyzer.modelfile import read_info
+    from emotion_contract.modelfile import read_info
 
     card_path = path.parent / "model_card.json"
     if not card_path.exists():

@@ -12,7 +12,7 @@ import logging
 import sys
 from pathlib import Path
 
-from analyzer.classifier import DEFAULT_MODEL
+from emotion_contract.shipped import SHIPPED_MODEL as DEFAULT_MODEL
 
 from .recipes import RECIPES
 
@@ -110,29 +110,12 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--json", action="store_true", help="print one JSON object")
     fr = sub.add_parser(
         "framing",
-        help="compare the analyzer's crops with FER2013's "
-        "framing: pasted test faces through the whole analyzer",
+        help="compare the analyzer's crops with FER2013's framing (runs "
+        "`python -m benchmarks.framing`, a whole-system measurement; its --help "
+        "lists the options)",
+        add_help=False,
     )
-    _add_model_data_cache(fr)
-    fr.add_argument(
-        "--split",
-        default="val",
-        help="val (from train; for tuning the margin) or test (to report)",
-    )
-    fr.add_argument("--n", type=int, default=500, help="faces to paste (default: 500)")
-    fr.add_argument("--detector", default="auto", help="detector (default: auto)")
-    fr.add_argument(
-        "--crop-margin",
-        type=float,
-        default=None,
-        help="override the model's crop margin for this run",
-    )
-    fr.add_argument(
-        "--write-margin",
-        action="store_true",
-        help="store the measured margin in the model's metadata "
-        "(only with --split val: never tune on test)",
-    )
+    fr.set_defaults(rest=[])
     fa = sub.add_parser(
         "flip-average",
         help="build the flip-averaged model and keep it if it beats the plain "
@@ -201,26 +184,11 @@ def _flip_average(args) -> int:
 
 
 def _framing(args) -> int:
-    from .framing import measure, write_margin
+    """The framing check runs the whole analyzer, so it lives with the other
+    whole-system measurements; this command stays for the scripts that call it."""
+    import subprocess
 
-    if args.write_margin and args.split != "val":
-        print("error: --write-margin needs --split val", file=sys.stderr)
-        return 2
-    report = measure(
-        args.model,
-        args.data,
-        split=args.split,
-        n=args.n,
-        detector=args.detector,
-        cache_dir=args.cache,
-        crop_margin=args.crop_margin,
-    )
-    if args.write_margin:
-        report["crop_margin_written"] = write_margin(
-            args.model, report["fer_margin_median"]
-        )
-    print(json.dumps(report))
-    return 0
+    return subprocess.call([sys.executable, "-m", "benchmarks.framing", *args.rest])
 
 
 def _recipe(args):
@@ -275,11 +243,14 @@ def _evaluate(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["framing"]:  # every option goes to the framing check itself
+        return _framing(argparse.Namespace(rest=argv[1:]))
     args = _parser().parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, format="%(levelname)s %(name)s: %(message)s"
     )
-    from analyzer.modelfile import ModelFileError
+    from emotion_contract.modelfile import ModelFileError
 
     from .data import DataError
     from .model import WeightsUnavailable
@@ -293,6 +264,12 @@ def main(argv: list[str] | None = None) -> int:
             "average": _average,
         }
         return commands[args.command](args)
-    except (DataError, ModelFileError, WeightsUnavailable, FileNotFoundError) as exc:
+    except (
+        DataError,
+        ModelFileError,
+        WeightsUnavailable,
+        FileNotFoundError,
+        ValueError,
+    ) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -1,8 +1,8 @@
 """Load FER2013 from the Kaggle folder layout or from the original CSV.
 
 Both loaders return a :class:`FerSplit` of raw 48x48 grayscale ``uint8`` images and
-integer labels in :data:`analyzer.labels.EMOTIONS` order, whatever order the class
-folders are listed in.
+integer labels in :data:`emotion_contract.labels.EMOTIONS` order, whatever order
+the class folders are listed in.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from analyzer.labels import EMOTIONS
+from emotion_contract.labels import EMOTIONS
 
 logger = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from analyzer.labels import EMOTIONS
+from emotion_contract.labels import EMOTIONS
 
 
 def predict(model, images: np.ndarray, *, batch_size: int = 256) -> np.ndarray:
@@ -63,8 +63,8 @@ def evaluate(
     cache_dir: Path | None = None,
 ) -> dict:
     """Load a saved model and report its metrics on one split of a data set."""
-    from analyzer.layers import load_keras_model
-    from analyzer.modelfile import read_info
+    from emotion_contract.layers import load_keras_model
+    from emotion_contract.modelfile import read_info
 
     from .data import load_cached
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from analyzer.layers import HorizontalFlip, ShiftZoom, load_keras_model
+from emotion_contract.layers import HorizontalFlip, ShiftZoom, load_keras_model
 
 from .card import save_derived
 from .data import load_cached, load_validation

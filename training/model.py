@@ -10,7 +10,7 @@ import functools
 import logging
 from pathlib import Path
 
-from analyzer.labels import EMOTIONS
+from emotion_contract.labels import EMOTIONS
 
 from .recipes import Recipe
 

@@ -7,7 +7,6 @@ epoch, and each finished phase is saved so a restart skips it.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import platform
@@ -17,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from analyzer.labels import EMOTIONS
+from emotion_contract.labels import EMOTIONS
 
 from .data import FerSplit, load_cached, stratified_split
 from .model import build_model, set_trainable, stability_model
@@ -131,7 +130,7 @@ def _callbacks(config: TrainConfig, phase_dir: Path, phase: Phase):
 
 
 def _load_init(model, init: Path) -> None:
-    from analyzer.layers import load_keras_model
+    from emotion_contract.layers import load_keras_model
 
     # A flip-averaged model holds the plain one's weights in the same order.
     source = load_keras_model(init)
@@ -230,17 +229,3 @@ def _cpu_count() -> int:
     import os
 
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 0
-
-
-def read_log(path: Path) -> list[dict]:
-    """Read the CSV training log as a list of rows of floats."""
-    import csv
-
-    if not path.exists():
-        return []
-    with path.open() as f:
-        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
-
-
-def dump_json(obj, path: Path) -> None:
-    path.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")

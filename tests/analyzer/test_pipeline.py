@@ -11,9 +11,9 @@ import pytest
 
 from analyzer.batch import run
 from analyzer.config import AnalyzerConfig
-from analyzer.labels import EMOTIONS
 from analyzer.records import FACE_SCHEMA, SOURCE_SCHEMA, read_part_metadata
 from analyzer.runtime import Runtime
+from emotion_contract.labels import EMOTIONS
 
 from ..helpers import (
     CONSTANT_PROBS,

@@ -411,7 +411,7 @@ def _damage(model: Path, dest: Path, member: str, data: bytes | None) -> Path:
 def test_a_damaged_model_is_a_usage_error(
     tmp_path, tiny_model, capsys, member, data, message
 ):
-    from analyzer.modelfile import FORMAT
+    from emotion_contract.modelfile import FORMAT
 
     if data and b"emotion-model/1" in data:
         data = data.replace(b"emotion-model/1", FORMAT.encode())

@@ -9,10 +9,10 @@ import pytest
 
 from analyzer.classifier import EmotionClassifier, ModelUnavailable, square_box
 from analyzer.faces import Faces
-from analyzer.labels import EMOTIONS
-from analyzer.modelfile import ModelFileError, ModelInfo, read_info, write_info
 from analyzer.registry import Registry
 from analyzer.tracking import IouTracker, best_matching, iou_matrix
+from emotion_contract.labels import EMOTIONS
+from emotion_contract.modelfile import ModelFileError, ModelInfo, read_info, write_info
 
 from ..helpers import CONSTANT_PROBS, constant_model
 
@@ -187,7 +187,7 @@ def test_detector_runtime_reaches_only_backends_that_have_runtimes():
 def test_litert_remainders_go_through_a_small_interpreter_in_order(tmp_path):
     import keras
 
-    from analyzer.modelfile import ModelInfo, write_info
+    from emotion_contract.modelfile import ModelInfo, write_info
 
     keras.utils.set_random_seed(0)
     model = keras.Sequential(

@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 
 from analyzer.batch import run
-from analyzer.labels import EMOTIONS
 from analyzer.records import write_sources
+from emotion_contract.labels import EMOTIONS
 from reports import render
 from reports.cli import main as reports_main
 from reports.summaries import longest_episodes, timeline

@@ -8,8 +8,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from analyzer.labels import EMOTIONS
-from analyzer.modelfile import read_info
+from emotion_contract.labels import EMOTIONS
+from emotion_contract.modelfile import read_info
 from training.cli import main
 from training.data import DataError, FerSplit, load_split, stratified_split
 from training.recipes import CPU, RECIPES
@@ -220,8 +220,8 @@ def _tiny_model_and_faces():
 def test_flip_average_matches_mean_of_mirrors_and_survives_save(tmp_path):
 
     from analyzer.classifier import EmotionClassifier
-    from analyzer.layers import load_keras_model
-    from analyzer.modelfile import ModelInfo, write_info
+    from emotion_contract.layers import load_keras_model
+    from emotion_contract.modelfile import ModelInfo, write_info
     from training.flip_average import flip_averaged
 
     plain, x = _tiny_model_and_faces()
@@ -297,7 +297,7 @@ def test_stability_model_shares_weights_and_adds_a_jitter_loss_in_training():
 
 
 def test_shift_zoom_moves_whole_pixels_exactly_and_rows_sum_to_one():
-    from analyzer.layers import ShiftZoom, resample_matrix
+    from emotion_contract.layers import ShiftZoom, resample_matrix
 
     img = np.random.default_rng(0).uniform(0, 255, (1, 48, 48, 1)).astype("float32")
     right = np.asarray(ShiftZoom(dx=1 / 48)(img))
@@ -311,8 +311,8 @@ def test_shift_zoom_moves_whole_pixels_exactly_and_rows_sum_to_one():
 def test_shifted_flip_average_averages_two_opposite_windows(tmp_path):
 
     from analyzer.classifier import EmotionClassifier
-    from analyzer.layers import resample_matrix
-    from analyzer.modelfile import ModelInfo, write_info
+    from emotion_contract.layers import resample_matrix
+    from emotion_contract.modelfile import ModelInfo, write_info
     from training.flip_average import flip_averaged
 
     plain, x = _tiny_model_and_faces()

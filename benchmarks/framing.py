@@ -6,6 +6,11 @@ accuracy is compared with classifying the original 48x48 crops directly. The
 detector's boxes are also compared with the pasted squares, which gives the crop
 margin that reproduces FER2013's framing. Tune that margin on ``val`` (from the
 train split), then report the gap on ``test``.
+
+    python -m benchmarks.framing --data ../shared/data/fer2013 [--split val|test]
+        [--model PATH] [--n 500] [--detector auto] [--crop-margin F] [--write-margin]
+
+(``python -m training framing`` runs this same command.)
 """
 
 from __future__ import annotations
@@ -16,9 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from analyzer.labels import EMOTIONS
-
-from .data import FerSplit, load_cached, load_validation
+from emotion_contract.labels import EMOTIONS
+from training.data import FerSplit, load_cached, load_validation
 
 CANVAS, FACE = 360, 144  # frame side and pasted face side, pixels
 
@@ -83,23 +87,22 @@ def measure(
         detection rate, and the median margin that matches FER2013's framing.
     """
     from analyzer.batch import run
+    from analyzer.classifier import EmotionClassifier
     from analyzer.config import AnalyzerConfig
-    from analyzer.layers import load_keras_model
     from analyzer.runtime import Runtime
-
-    from .evaluate import predict
+    from emotion_contract.layers import load_keras_model
+    from training.evaluate import predict
 
     data = _split(data_root, split, cache_dir)
     pick = np.sort(np.random.default_rng(0).permutation(len(data))[:n])
     data = data.subset(pick)
     direct = predict(load_keras_model(model_path), data.images)
     runtime = Runtime.create(AnalyzerConfig(model=model_path, detector=detector))
-    if crop_margin is not None:
+    if crop_margin is not None:  # a runtime of its own, the loaded one untouched
         from dataclasses import replace
 
-        runtime.classifier.info = replace(
-            runtime.classifier.info, crop_margin=crop_margin
-        )
+        classifier = EmotionClassifier(model_path, crop_margin=crop_margin)
+        runtime = replace(runtime, classifier=classifier)
     with tempfile.TemporaryDirectory() as tmp:
         images = Path(tmp) / "in"
         images.mkdir()
@@ -152,11 +155,64 @@ def write_margin(model_path: Path, margin: float) -> float:
     """Store ``margin`` (rounded to 0.01) as the model's crop margin."""
     from dataclasses import replace
 
-    from analyzer.modelfile import read_info, write_info
-
-    from .card import refresh_card
+    from emotion_contract.modelfile import read_info, write_info
+    from training.card import refresh_card
 
     rounded = round(float(margin), 2)
     write_info(model_path, replace(read_info(model_path), crop_margin=rounded))
     refresh_card(Path(model_path))
     return rounded
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    import json
+
+    from emotion_contract.shipped import SHIPPED_MODEL
+
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.framing")
+    parser.add_argument("--data", type=Path, required=True, help="FER2013 root or CSV")
+    parser.add_argument("--model", type=Path, default=SHIPPED_MODEL)
+    parser.add_argument("--cache", type=Path, default=Path(".cache"))
+    parser.add_argument(
+        "--split",
+        default="val",
+        help="val (from train; for tuning the margin) or test (to report)",
+    )
+    parser.add_argument("--n", type=int, default=500, help="faces to paste")
+    parser.add_argument("--detector", default="auto", help="detector (default: auto)")
+    parser.add_argument(
+        "--crop-margin",
+        type=float,
+        default=None,
+        help="use this crop margin instead of the model's, for this run",
+    )
+    parser.add_argument(
+        "--write-margin",
+        action="store_true",
+        help="store the measured margin in the model's metadata "
+        "(only with --split val: never tune on test)",
+    )
+    args = parser.parse_args(argv)
+    if args.write_margin and args.split != "val":
+        print("error: --write-margin needs --split val")
+        return 2
+    report = measure(
+        args.model,
+        args.data,
+        split=args.split,
+        n=args.n,
+        detector=args.detector,
+        cache_dir=args.cache,
+        crop_margin=args.crop_margin,
+    )
+    if args.write_margin:
+        report["crop_margin_written"] = write_margin(
+            args.model, report["fer_margin_median"]
+        )
+    print(json.dumps(report))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

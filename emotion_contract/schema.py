@@ -1,0 +1,82 @@
+"""The output tables: folder and file names, and one pyarrow schema for each.
+
+The analyzer writes exactly these columns (:mod:`analyzer.records`) and the reports
+read them by these names.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+from .labels import EMOTIONS
+
+META_KEY = b"emotion_analyzer"
+FACES_DIR, FRAMES_DIR, SOURCES_FILE = "faces", "frames", "sources.parquet"
+SHOTS_DIR = "shots"
+
+# How a face row's box was placed: found by the detector on that frame, or carried
+# from the last detection by optical flow, held in place (``--no-box-flow``), or
+# re-placed by MTCNN's last stage (``--refine``).
+BOX_SOURCES = ("detected", "flow", "held", "refined")
+
+FACE_SCHEMA = pa.schema(
+    [
+        ("source", pa.string()),
+        ("frame_index", pa.int64()),
+        ("timestamp_s", pa.float64()),
+        ("shot", pa.int64()),
+        ("track_id", pa.int64()),
+        *[(c, pa.float32()) for c in ("x1", "y1", "x2", "y2", "det_score")],
+        ("box_source", pa.string()),
+        *[(e, pa.float32()) for e in EMOTIONS],
+        ("emotion", pa.string()),
+    ]
+)
+
+FRAME_SCHEMA = pa.schema(
+    [
+        ("source", pa.string()),
+        ("frame_index", pa.int64()),
+        ("timestamp_s", pa.float64()),
+        ("shot", pa.int64()),
+        ("faces", pa.int64()),
+    ]
+)
+
+SHOT_SCHEMA = pa.schema(
+    [
+        ("source", pa.string()),
+        ("shot", pa.int64()),
+        ("first_frame", pa.int64()),
+        ("last_frame", pa.int64()),
+        ("start_s", pa.float64()),
+        ("end_s", pa.float64()),
+        ("frames", pa.int64()),
+    ]
+)
+# Columns where NaN is written as null: no timestamp (images), no detector score
+# (carried boxes).
+NULLABLE_FLOATS = frozenset({"timestamp_s", "start_s", "end_s", "det_score"})
+
+SOURCE_SCHEMA = pa.schema(
+    [
+        ("source", pa.string()),
+        ("kind", pa.string()),
+        ("status", pa.string()),
+        ("error", pa.string()),
+        ("frames_total", pa.int64()),
+        ("frames_analyzed", pa.int64()),
+        ("fps", pa.float64()),
+        ("duration_s", pa.float64()),
+        ("width", pa.int64()),
+        ("height", pa.int64()),
+        ("faces", pa.int64()),
+        ("tracks", pa.int64()),
+        ("frames_with_faces", pa.int64()),
+        ("decode_errors", pa.int64()),
+        ("rotation", pa.int64()),
+        ("part", pa.string()),
+        ("path", pa.string()),
+        ("path_bytes", pa.binary()),
+    ]
+)
