@@ -1,10 +1,11 @@
-"""A LiteRT (TFLite + XNNPACK) copy of the Keras model, for fast CPU inference.
+"""LiteRT (TFLite + XNNPACK) copies of Keras networks, for fast CPU inference:
+the emotion classifier and MTCNN's three networks.
 
 The ``.keras`` file stays the source of truth. On first use its copy is converted,
 checked against the Keras model on a fixed batch, and cached under
 ``$EMOTION_ANALYZER_CACHE`` (default ``~/.cache/emotion-analytics``), named by the
 Keras file's SHA-256 so a changed model never meets a stale copy. Speed, load time
-and agreement against Keras: ``python benchmarks/classifier.py`` (docs/performance.md,
+and agreement against Keras: ``python -m benchmarks.classifier`` (docs/performance.md,
 "The classifier's runtime").
 """
 

@@ -2,7 +2,7 @@
 
 Both runtimes run in one process on the same random crops.
 
-    python benchmarks/classifier.py [--model emotion_contract/models/model.keras] [--n 1280]
+    python -m benchmarks.classifier [--model MODEL.keras] [--n 1280]
 """
 
 from __future__ import annotations

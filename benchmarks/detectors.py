@@ -5,7 +5,7 @@ face (every clip there shows one person), with at least one, and the detection t
 per frame, in batches of ``--batch`` frames. Everything runs in one process on the
 same frames, so the time ratios hold even on a busy machine.
 
-    python benchmarks/detectors.py [--media ../shared/media] [--every 2]
+    python -m benchmarks.detectors [--media ../shared/media] [--every 2]
         [--detectors haar,mtcnn:keras,mtcnn:litert] [--max-sides 0,448]
         [--batch 8] [--json OUT]
 

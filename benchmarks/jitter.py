@@ -8,7 +8,7 @@ every model), and reports the share of jittered crops whose top emotion differs
 from the unjittered crop's, and how often the top emotion changes between
 consecutive reference frames.
 
-    python benchmarks/jitter.py MODEL [MODEL ...] [--clip ../shared/media/woman2.mp4]
+    python -m benchmarks.jitter MODEL [MODEL ...] [--clip ../shared/media/woman2.mp4]
         [--sigma 0.02] [--repeats 3] [--json jitter.json]
 """
 
@@ -21,14 +21,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from speed import (  # the sibling script (run from the repository root)
-    SLOW,
-    largest_per_frame,
-    ours,
-)
 
 from analyzer.classifier import EmotionClassifier
 from analyzer.sources import VideoInfo, iter_video
+
+from .speed import SLOW, largest_per_frame, ours
 
 
 def reference_boxes(clip: Path) -> pd.DataFrame:

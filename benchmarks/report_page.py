@@ -15,7 +15,8 @@ import time
 from pathlib import Path
 
 from reports import render
-from tests.reports.test_reports import BROWSER_FLAGS, _hour_long_run
+
+from .synthetic import BROWSER_FLAGS, hour_long_run
 
 
 def load_seconds(url: str, profile: Path) -> float:
@@ -33,7 +34,7 @@ def load_seconds(url: str, profile: Path) -> float:
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
-        _hour_long_run(out)
+        hour_long_run(out)
         started = time.perf_counter()
         render(out)
         rendered = time.perf_counter() - started

@@ -8,7 +8,7 @@ RSS). Prints a table with the ratios and writes it as JSON. Also checks memory o
 10x longer input and, on each clip, the quality of the fast path against a slow
 reference run.
 
-    python benchmarks/speed.py [--media ../shared/media] [--json bench.json]
+    python -m benchmarks.speed [--media ../shared/media] [--json bench.json]
         [--peer .peer-venv/bin/python] [--quick] [--repeat N]
 
 The machine is shared and its speed drifts by tens of percent within minutes, so
@@ -35,10 +35,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-try:
-    from .rows import compare
-except ImportError:  # run as a script: python benchmarks/speed.py
-    from rows import compare
+from .rows import compare
 
 HERE = Path(__file__).resolve().parent
 

@@ -21,9 +21,10 @@ from .runlog import dump_json, read_log
 
 logger = logging.getLogger(__name__)
 
-# Margin that makes the analyzer's crop frame a face the way FER2013 does: measured
-# on validation faces by `python -m training framing --split val` (docs/model.md, "Face
-# framing"): -0.01 for MTCNN's boxes, +0.03 for Haar's.
+# The crop margin a new model starts with; the margin that frames a face the way
+# FER2013 does depends on the detector and is measured on validation faces and
+# written into the model by `python -m benchmarks.framing --split val
+# --write-margin` (docs/model.md, "Face framing").
 DEFAULT_CROP_MARGIN = 0.0
 
 
@@ -48,6 +49,7 @@ def save_with_card(model, path: Path, config, facts: dict) -> None:
             "recipe": config.recipe.to_dict(),
             "accuracy": {k: v["accuracy"] for k, v in results.items()},
             "trained": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "data": str(config.data),
             **facts,
         },
     )
@@ -207,7 +209,7 @@ pixel values 0..255; resizing and normalisation happen inside the model.
 
 The epoch kept is the one with the best validation accuracy; the test split was used
 for this report only. Reproduce the test figure with
-`python -m training evaluate --data ../shared/data/fer2013 --split test`.
+`python -m training evaluate --data {card.get("data", "FER2013_ROOT")} --split test`.
 
 ## Per class (test)
 

@@ -5,7 +5,7 @@ converted once to LiteRT copies, each checked against the package's network on a
 fixed batch (:mod:`analyzer.litert`), and the cascade below around them: image
 pyramid, P-Net proposals, R-Net and O-Net refinement, non-maximum suppression.
 It needs neither TensorFlow nor the package at run time once the copies are cached,
-and it is several times faster (``python benchmarks/detectors.py``). ``auto`` (the
+and it is several times faster (``python -m benchmarks.detectors``). ``auto`` (the
 default) takes ``litert`` when LiteRT is installed.
 """
 

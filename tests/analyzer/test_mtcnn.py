@@ -94,11 +94,14 @@ def test_litert_cascade_finds_the_package_faces():
 
 
 @pytest.mark.skipif(not litert.available(), reason="LiteRT is not installed")
-def test_litert_copies_are_cached_and_reused():
+def test_litert_copies_are_cached_and_reused(monkeypatch):
     MtcnnDetector(runtime="litert")  # converts, unless an earlier test did
-    copies = sorted(litert.cache_dir().glob("*.tflite"))
+
+    def no_conversion(*args, **kwargs):
+        raise AssertionError("a cached copy was converted again")
+
+    monkeypatch.setattr(litert, "_convert", no_conversion)
     again = MtcnnDetector(runtime="litert")
-    assert sorted(litert.cache_dir().glob("*.tflite")) == copies
     assert again.detect([np.zeros((64, 64, 3), np.uint8)])[0].boxes.shape == (0, 4)
 
 
@@ -139,7 +142,8 @@ def test_interpreters_per_shape_are_bounded(monkeypatch):
 
 @pytest.mark.skipif(not litert.available(), reason="LiteRT is not installed")
 def test_a_batch_of_mixed_sizes_finds_what_each_frame_finds_alone():
-    """P-Net runs once per pyramid level for all frames of one size."""
+    """P-Net runs frame by frame; R-Net and O-Net take every frame's candidates
+    together, which must not mix up whose face is whose."""
     import cv2
 
     photo, first, second, third = _sample_frames()[:4]

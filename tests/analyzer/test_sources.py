@@ -43,9 +43,13 @@ def test_prefetch_keeps_order_and_raises_decoder_errors():
 
 
 def test_prefetch_stops_when_consumer_leaves():
+    import threading
+
     stream = prefetch(iter(range(10_000)), max_frames=2)
     assert next(stream) == 0
     stream.close()  # must not hang on the producer's full queue
+    # ... nor leave it blocked there: the decoder thread has ended.
+    assert not [t for t in threading.enumerate() if t.name == "decoder"]
 
 
 def test_prefetch_holds_at_most_its_byte_budget():

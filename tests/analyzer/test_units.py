@@ -138,6 +138,16 @@ def test_litert_copy_matches_keras_and_is_cached(tmp_path):
     copies = list(litert.cache_dir().glob(f"{fast.sha256[:24]}*"))
     assert sorted(p.suffix for p in copies) == [".json", ".tflite"]
 
+    def no_conversion(*args, **kwargs):
+        raise AssertionError("the cached copy was converted again")
+
+    original, litert._convert = litert._convert, no_conversion
+    try:
+        again = EmotionClassifier(path, runtime="litert", batch_size=4)
+    finally:
+        litert._convert = original
+    np.testing.assert_array_equal(again.predict(crops), fast.predict(crops))
+
 
 def test_retinaface_without_weights_names_the_file(tmp_path, monkeypatch):
     from analyzer.detectors import DetectorUnavailable, resolve

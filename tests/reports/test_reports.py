@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from analyzer.batch import run
-from analyzer.records import write_sources
+from benchmarks.synthetic import BROWSER_FLAGS, hour_long_run
 from emotion_contract.labels import EMOTIONS
 from reports import render
 from reports.cli import main as reports_main
@@ -22,19 +22,8 @@ from ..helpers import blob_frame, make_video, moving_blob_video, write_image
 
 XSS = '"><img src=x onerror=alert(1)>.mp4'
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-BROWSER_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-ARTIFACTS = Path(
-    os.environ.get("TEST_ARTIFACTS", Path(__file__).parents[2] / "artifacts")
-)
+# Screenshots of the pages go to pytest's temporary folder, or to TEST_ARTIFACTS.
+ARTIFACTS = os.environ.get("TEST_ARTIFACTS")
 
 
 @pytest.fixture
@@ -91,55 +80,8 @@ def test_empty_and_image_only_runs(tmp_path, runtime):
     assert reports_main([str(tmp_path / "missing")]) == 2
 
 
-def _hour_long_run(out: Path) -> None:
-    """An hour of one track at 5 fps (18,000 rows), with a 60-second absence."""
-    t = np.arange(18_000) / 5.0
-    t = t[(t < 1000) | (t > 1060)]
-    rng = np.random.default_rng(0)
-    probs = rng.dirichlet(np.ones(7), size=len(t)).astype(np.float32)
-    faces = pd.DataFrame(
-        {
-            "source": "long.mp4",
-            "frame_index": np.arange(len(t)) * 6,
-            "timestamp_s": t,
-            "track_id": 0,
-            "x1": 10.0,
-            "y1": 10.0,
-            "x2": 60.0,
-            "y2": 60.0,
-            "det_score": 0.99,
-        }
-    )
-    for i, e in enumerate(EMOTIONS):
-        faces[e] = probs[:, i]
-    faces["emotion"] = np.array(EMOTIONS)[probs.argmax(axis=1)]
-    (out / "faces").mkdir(parents=True)
-    (out / "frames").mkdir()
-    faces.to_parquet(out / "faces" / "long.parquet")
-    faces[["source", "frame_index", "timestamp_s"]].assign(faces=1).to_parquet(
-        out / "frames" / "long.parquet"
-    )
-    write_sources(
-        out,
-        [
-            {
-                "source": "long.mp4",
-                "kind": "video",
-                "status": "ok",
-                "frames_total": 108_000,
-                "frames_analyzed": len(t),
-                "fps": 30.0,
-                "duration_s": 3600.0,
-                "faces": len(t),
-                "tracks": 1,
-                "path": str(out / "missing.mp4"),
-            }
-        ],
-    )
-
-
 def test_long_video_page_stays_small(tmp_path):
-    _hour_long_run(tmp_path)
+    hour_long_run(tmp_path)
     render(tmp_path, max_points=1500)
     page = next((tmp_path / "report").glob("v-*.html"))
     assert page.stat().st_size < 5_000_000
@@ -189,9 +131,10 @@ def test_pages_in_headless_browser(analyzed, tmp_path):
         console = [line for line in result.stderr.splitlines() if "CONSOLE" in line]
         assert not console, console
         assert '<img src="x"' not in result.stdout
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    shots = Path(ARTIFACTS) if ARTIFACTS else tmp_path / "screenshots"
+    shots.mkdir(parents=True, exist_ok=True)
     for page in (index, video):
-        shot = ARTIFACTS / f"report-{page.stem}.png"
+        shot = shots / f"report-{page.stem}.png"
         _browser(
             page.as_uri(),
             f"--screenshot={shot}",

@@ -113,12 +113,23 @@ def test_stratified_split_is_reproducible_and_proportional():
     assert np.array_equal(again.labels, val.labels)
 
 
-def test_recipes_match_the_seed_report():
+def test_paper_phases_train_what_the_seed_report_trained():
+    """Head phase: only the new softmax head learns; fine-tuning: every base layer
+    after the first 200 learns too."""
+    from dataclasses import replace
+
+    from training.model import BASE_NAME, build_model, set_trainable
+
     paper = RECIPES["paper"]
-    assert (paper.image_size, paper.batch_size, paper.dropout) == (224, 64, 0.5)
+    model = build_model(replace(paper, weights=None, image_size=64))
+    base = model.get_layer(BASE_NAME)
     head, tune = paper.phases
-    assert (head.trainable, head.learning_rate) == ("head", 1e-3)
-    assert (tune.trainable, tune.learning_rate) == ("after:200", 1e-5)
+    set_trainable(model, head.trainable)
+    assert [w.path.split("/")[0] for w in model.trainable_weights] == ["emotion"] * 2
+    set_trainable(model, tune.trainable)
+    learning = [i for i, layer in enumerate(base.layers) if layer.trainable]
+    assert learning == list(range(200, len(base.layers)))
+    assert (head.learning_rate, tune.learning_rate, paper.dropout) == (1e-3, 1e-5, 0.5)
 
 
 def test_zero_init_makes_residual_blocks_identities():
