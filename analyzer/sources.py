@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from emotion_contract.frames import upright, upright_turns
+
 from .walk import (  # noqa: F401  (the walking half of "sources", re-exported)
     IMAGE_SUFFIXES,
     VIDEO_SUFFIXES,
@@ -150,13 +152,12 @@ def _describe(container, stream, info: VideoInfo) -> None:
         info.duration_declared = container.duration / 1e6  # microseconds (MKV)
 
 
-def upright(image: np.ndarray, rotation: float, info: VideoInfo) -> np.ndarray:
-    """The picture as it is meant to be shown: phones store it sideways with a
-    display rotation (degrees counter-clockwise, from the container's display
-    matrix). ``info`` records the rotation and the upright size."""
-    turns = round((rotation or 0) / 90) % 4
+def _upright(image: np.ndarray, rotation: float, info: VideoInfo) -> np.ndarray:
+    """The picture as it is meant to be shown (phones store it sideways with a
+    display rotation); ``info`` records the rotation and the upright size."""
+    turns = upright_turns(rotation)
     if turns:
-        image = np.ascontiguousarray(np.rot90(image, turns))
+        image = upright(image, rotation)
         if info.rotation != turns * 90:
             info.rotation = turns * 90
             info.height, info.width = image.shape[:2]
@@ -202,7 +203,7 @@ def _decode(container, stream, info: VideoInfo, sample_fps: float | None):
                 if sample_bin <= last_bin:
                     continue
                 last_bin = sample_bin
-            yield Frame(index, t, upright(to_bgr(frame), frame.rotation, info))
+            yield Frame(index, t, _upright(to_bgr(frame), frame.rotation, info))
     except av.error.FFmpegError as exc:
         raise SourceError(f"decoding failed after frame {index}: {exc}") from exc
     if index < 0:

@@ -4,6 +4,7 @@ image folder. Pages open from ``file://``: plotly.js is copied next to them once
 from __future__ import annotations
 
 import datetime as dt
+import os
 import shutil
 import zlib
 from pathlib import Path, PurePosixPath
@@ -66,10 +67,26 @@ def _clean(row: dict) -> dict:
     return {k: (None if isinstance(v, float) and v != v else v) for k, v in row.items()}
 
 
+def _file(row: dict) -> Path:
+    """The source's file: its exact bytes where known (names that are not UTF-8)."""
+    raw = row.get("path_bytes")
+    return Path(os.fsdecode(raw)) if raw else Path(row.get("path") or "")
+
+
+def _stamp(face) -> float | None:
+    t = face["timestamp_s"]
+    return None if t is None or t != t else float(t)
+
+
 def _source_thumb(run: RunData, row: dict, report: Path) -> str | None:
     faces = run.source_faces(row["source"])
-    index = int(faces["frame_index"].iloc[0]) if len(faces) else 0
-    frame = read_frame(Path(row.get("path") or ""), row["kind"], index)
+    if len(faces):
+        first = faces.iloc[0]
+        frame = read_frame(
+            _file(row), row["kind"], int(first["frame_index"]), _stamp(first)
+        )
+    else:
+        frame = read_frame(_file(row), row["kind"], 0, 0.0)
     name = f"thumbs/{_slug('s', row['source'])}.jpg"
     if frame is None or not save_thumb(frame, report / name, 160):
         return None
@@ -83,7 +100,7 @@ def _track_thumbs(run: RunData, row: dict, report: Path) -> dict[int, str]:
         # The detector's surest box (carried boxes have no score).
         best = track.loc[track["det_score"].fillna(-1.0).idxmax()]
         frame = read_frame(
-            Path(row.get("path") or ""), row["kind"], int(best["frame_index"])
+            _file(row), row["kind"], int(best["frame_index"]), _stamp(best)
         )
         if frame is None:
             continue

@@ -6,19 +6,20 @@ from pathlib import Path
 
 import numpy as np
 
+from emotion_contract.frames import video_frame
 
-def read_frame(path: Path, kind: str, frame_index: int = 0) -> np.ndarray | None:
-    """One BGR frame of an image or video, or ``None`` if it cannot be read."""
+
+def read_frame(
+    path: Path, kind: str, frame_index: int = 0, timestamp_s: float | None = None
+) -> np.ndarray | None:
+    """One BGR frame of an image or video as the analyzer saw it (the same frame
+    numbering and upright picture), or ``None`` if it cannot be read."""
     import cv2
 
+    if kind != "image":
+        return video_frame(path, frame_index, timestamp_s)
     try:
-        if kind == "image":
-            return cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_COLOR)
-        capture = cv2.VideoCapture(str(path))
-        capture.set(cv2.CAP_PROP_POS_FRAMES, frame_index)
-        ok, frame = capture.read()
-        capture.release()
-        return frame if ok else None
+        return cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_COLOR)
     except (OSError, cv2.error):
         return None
 

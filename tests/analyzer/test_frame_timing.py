@@ -81,3 +81,17 @@ def test_packed_bframes_in_the_output_tables(tmp_path, tiny_model):
     assert frames["timestamp_s"].is_unique
     sources = pd.read_parquet(tmp_path / "out" / "sources.parquet")
     assert sources["frames_total"].tolist() == [N]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_reports_read_back_the_frame_the_analyzer_saw(tmp_path, kind):
+    """Report thumbnails find a row's frame by its index and timestamp, not by
+    OpenCV's frame count (another frame on B-frame or variable-rate files)."""
+    from reports.thumbs import read_frame
+
+    path = _make(kind, tmp_path / kind)
+    frames = list(iter_video(path, VideoInfo(), sample_fps=None))
+    for frame in (frames[0], frames[7], frames[N - 2]):
+        again = read_frame(path, "video", frame.index, frame.timestamp_s)
+        assert again is not None
+        assert int(again[:, 70:, 1].mean()) == pytest.approx(10 * frame.index, abs=6)
