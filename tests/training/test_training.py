@@ -146,6 +146,7 @@ def test_zero_init_makes_residual_blocks_identities():
     assert np.all(gammas["block2b_project_bn"] == 0)
 
 
+@pytest.mark.slow
 def test_train_one_step_save_load_and_evaluate_json(folder_data, tmp_path, capsys):
     out = tmp_path / "run"
     tiny = replace(CPU, image_size=32, batch_size=8).with_epochs(1)
