@@ -17,12 +17,13 @@ from pathlib import Path
 from tqdm import tqdm
 
 from .outdir import check_free_space
-from .pipeline import analyze_source, source_row
+from .pipeline import analyze_source
 from .records import (
     FACES_DIR,
     FRAMES_DIR,
     SHOTS_DIR,
     SOURCES_FILE,
+    SourceRow,
     part_name,
     read_part_metadata,
     write_sources,
@@ -33,12 +34,12 @@ from .sources import Source, find_sources
 logger = logging.getLogger(__name__)
 
 
-def completed_row(source: Source, out: Path, runtime: Runtime) -> dict | None:
+def completed_row(source: Source, out: Path, runtime: Runtime) -> SourceRow | None:
     """The stored row of a source already analyzed with the same settings, if any."""
     return reuse(source, out, runtime)[0]
 
 
-def reuse(source: Source, out: Path, runtime: Runtime) -> tuple[dict | None, str]:
+def reuse(source: Source, out: Path, runtime: Runtime) -> tuple[SourceRow | None, str]:
     """The stored row of a source already analyzed with the same settings, or
     ``None`` and why it must be analyzed (again)."""
     if source.kind not in ("image", "video") or source.problem:
@@ -60,18 +61,18 @@ def reuse(source: Source, out: Path, runtime: Runtime) -> tuple[dict | None, str
     if not all((out / d / name).is_file() for d in wanted):
         return None, "part missing"
     # The stored row, but where the file is now (the input may have moved).
-    row = source_row(source) | stored
-    return row | {"path": source.path_text, "path_bytes": source.path_bytes}, ""
+    where = {"path": source.path_text, "path_bytes": source.path_bytes}
+    return SourceRow.from_dict(stored | where), ""
 
 
 def _any_part(out: Path, name: str) -> bool:
     return any((out / d / name).exists() for d in (FRAMES_DIR, SHOTS_DIR))
 
 
-def prune_parts(out: Path, rows: list[dict]) -> int:
+def prune_parts(out: Path, rows: list[SourceRow]) -> int:
     """Remove every part that is not an ``ok`` source of this run (inputs since
     deleted, emptied or failed, or earlier runs' leftovers); returns how many."""
-    keep = {r["part"] for r in rows if r["status"] == "ok" and r.get("part")}
+    keep = {r.part for r in rows if r.status == "ok" and r.part}
     removed = 0
     for d in (FACES_DIR, FRAMES_DIR, SHOTS_DIR):
         for path in (out / d).glob("*.parquet") if (out / d).is_dir() else []:
@@ -85,7 +86,7 @@ def prune_parts(out: Path, rows: list[dict]) -> int:
 class RunSummary:
     """What :func:`run` did: every source's row, and how many were reused."""
 
-    rows: list[dict]
+    rows: list[SourceRow]
     reused: int = 0
     # Sources analyzed again although a part of theirs was there, by reason.
     reanalyzed: dict[str, int] = field(default_factory=dict)
@@ -93,7 +94,7 @@ class RunSummary:
 
     @property
     def failed(self) -> list[dict]:
-        return [r for r in self.rows if r["status"] == "failed"]
+        return [r for r in self.rows if r.status == "failed"]
 
 
 def run(
@@ -102,7 +103,7 @@ def run(
     runtime: Runtime,
     *,
     progress: bool = True,
-    on_failure: Callable[[dict], None] | None = None,
+    on_failure: Callable[[SourceRow], None] | None = None,
 ) -> RunSummary:
     """Analyze every source under ``inputs`` into ``out``, resuming finished ones.
 
@@ -134,7 +135,7 @@ def run(
             if why and why != "new":
                 summary.reanalyzed[why] = summary.reanalyzed.get(why, 0) + 1
             row = analyze_source(source, out, runtime, progress=progress)
-            if row["status"] == "failed" and on_failure:
+            if row.status == "failed" and on_failure:
                 on_failure(row)
         summary.rows.append(row)
     write_sources(out, summary.rows)
@@ -166,13 +167,13 @@ def _write_run_facts(
         "started": started.isoformat(timespec="seconds"),
         "finished": now if complete else None,
         "sources": len(rows),
-        "ok": sum(r["status"] == "ok" for r in rows),
+        "ok": sum(r.status == "ok" for r in rows),
         "failed": len(summary.failed),
-        "skipped": sum(r["status"] == "skipped" for r in rows),
+        "skipped": sum(r.status == "skipped" for r in rows),
         "reused": summary.reused,
         "reanalyzed": summary.reanalyzed,
         "pruned_parts": summary.pruned,
-        "faces": sum(r["faces"] or 0 for r in rows),
+        "faces": sum(r.faces or 0 for r in rows),
     }
     tmp = out / ".run.json.tmp"
     tmp.write_text(json.dumps(facts, indent=2) + "\n")

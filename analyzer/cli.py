@@ -262,8 +262,8 @@ def _run(args) -> int:
         file=sys.stderr,
     )
 
-    def warn(row: dict) -> None:
-        tqdm.write(f"warning: {row['source']}: {row['error']}", file=sys.stderr)
+    def warn(row) -> None:
+        tqdm.write(f"warning: {row.source}: {row.error}", file=sys.stderr)
 
     try:
         summary = run(
@@ -298,11 +298,11 @@ def _run(args) -> int:
             )
             return EXIT_FAILED
     rows = summary.rows
-    ok = sum(r["status"] == "ok" for r in rows)
+    ok = sum(r.status == "ok" for r in rows)
     print(
         f"{len(rows)} files: {ok} ok ({summary.reused} already done), "
         f"{len(summary.failed)} failed, {len(rows) - ok - len(summary.failed)} "
-        f"skipped; {sum(r['faces'] or 0 for r in rows)} faces -> {args.out}"
+        f"skipped; {sum(r.faces or 0 for r in rows)} faces -> {args.out}"
     )
     return EXIT_FAILED if summary.failed else EXIT_OK
 

@@ -20,7 +20,7 @@ from .batcher import CropBatcher
 from .keyframes import KeyframeScheduler
 from .outdir import DiskFull, is_disk_full
 from .prefetch import prefetch
-from .records import PartWriter, part_name
+from .records import PartWriter, SourceRow, part_name
 from .runtime import Runtime
 from .sources import Frame, Source, SourceError, VideoInfo, iter_video, read_image
 
@@ -89,45 +89,25 @@ def _analyze_frames(
     return detections.track_ids
 
 
-def source_row(source: Source, **values) -> dict:
-    """A ``sources.parquet`` row with every column present."""
-    row = dict.fromkeys(
-        (
-            "error",
-            "frames_total",
-            "frames_analyzed",
-            "fps",
-            "duration_s",
-            "width",
-            "height",
-            "faces",
-            "tracks",
-            "frames_with_faces",
-            "decode_errors",
-            "rotation",
-            "part",
-        )
-    )
-    return (
-        row
-        | {
-            "source": source.name,
-            "kind": source.kind,
-            "path": source.path_text,
-            "path_bytes": source.path_bytes,
-        }
-        | values
+def source_row(source: Source, **values) -> SourceRow:
+    """The ``sources.parquet`` row of ``source`` with ``values`` filled in."""
+    return SourceRow(
+        source=source.name,
+        kind=source.kind,
+        path=source.path_text,
+        path_bytes=source.path_bytes,
+        **values,
     )
 
 
 def analyze_source(
     source: Source, out: Path, runtime: Runtime, *, progress: bool = False
-) -> dict:
+) -> SourceRow:
     """Analyze one image or video and write its part under ``out``.
 
     Returns:
-        Its ``sources.parquet`` row: ``status`` is ``ok`` or ``failed`` (with
-        ``error``); a failed source leaves no part behind.
+        Its ``sources.parquet`` row: ``status`` is ``ok``, ``skipped`` or
+        ``failed`` (with ``error``); a failed source leaves no part behind.
     """
     if source.problem:
         return source_row(source, status=source.problem_status, error=source.problem)

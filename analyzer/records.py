@@ -37,6 +37,7 @@ from emotion_contract.schema import (  # noqa: F401  (the writer's columns, re-e
     SHOTS_DIR,
     SOURCE_SCHEMA,
     SOURCES_FILE,
+    SourceRow,
 )
 
 _NUMPY_TYPES = {
@@ -224,10 +225,12 @@ class PartWriter:
         self._shots.add(columns)
         self.shots += len(columns["shot"])
 
-    def set_summary(self, row: dict) -> None:
+    def set_summary(self, row: SourceRow) -> None:
         """Store the source's ``sources.parquet`` row in the part (for resume;
         the path is stored where the file is found again)."""
-        kept = {k: v for k, v in row.items() if k not in ("path", "path_bytes")}
+        kept = {
+            k: v for k, v in row.as_dict().items() if k not in ("path", "path_bytes")
+        }
         self.metadata = self.metadata | {"source_row": kept}
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -271,12 +274,12 @@ def read_part_metadata(path: Path) -> dict | None:
         return None
 
 
-def write_sources(out: Path, rows: list[dict]) -> Path:
+def write_sources(out: Path, rows: list[SourceRow]) -> Path:
     """Write ``sources.parquet`` atomically."""
     path = Path(out) / SOURCES_FILE
     tmp = path.with_name(f".{path.name}.tmp")
     columns = [
-        to_arrow([row.get(f.name) for row in rows], f.type) for f in SOURCE_SCHEMA
+        to_arrow([getattr(row, f.name) for row in rows], f.type) for f in SOURCE_SCHEMA
     ]
     table = pa.Table.from_arrays(columns, schema=SOURCE_SCHEMA)
     pq.write_table(table, tmp)

@@ -9,6 +9,7 @@ import pandas as pd
 
 from analyzer.records import write_sources
 from emotion_contract.labels import EMOTIONS
+from emotion_contract.schema import SourceRow
 
 # Chromium as root in a sandbox with no network: no sandbox, no GPU, and none of
 # the background connections that a closed network refuses.
@@ -52,20 +53,16 @@ def hour_long_run(out: Path) -> None:
     faces[["source", "frame_index", "timestamp_s"]].assign(faces=1).to_parquet(
         out / "frames" / "long.parquet"
     )
-    write_sources(
-        out,
-        [
-            {
-                "source": "long.mp4",
-                "kind": "video",
-                "status": "ok",
-                "frames_total": 108_000,
-                "frames_analyzed": len(t),
-                "fps": 30.0,
-                "duration_s": 3600.0,
-                "faces": len(t),
-                "tracks": 1,
-                "path": str(out / "missing.mp4"),
-            }
-        ],
+    row = SourceRow(
+        source="long.mp4",
+        kind="video",
+        status="ok",
+        frames_total=108_000,
+        frames_analyzed=len(t),
+        fps=30.0,
+        duration_s=3600.0,
+        faces=len(t),
+        tracks=1,
+        path=str(out / "missing.mp4"),
     )
+    write_sources(out, [row])

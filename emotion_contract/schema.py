@@ -6,6 +6,9 @@ read them by these names.
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
+
 import pyarrow as pa
 
 from .labels import EMOTIONS
@@ -80,3 +83,37 @@ SOURCE_SCHEMA = pa.schema(
         ("path_bytes", pa.binary()),
     ]
 )
+
+
+@dataclass
+class SourceRow:
+    """One row of ``sources.parquet``: its fields are :data:`SOURCE_SCHEMA`'s
+    columns, in order (a test holds them together)."""
+
+    source: str
+    kind: str
+    status: str = "ok"
+    error: str | None = None
+    frames_total: int | None = None
+    frames_analyzed: int | None = None
+    fps: float | None = None
+    duration_s: float | None = None
+    width: int | None = None
+    height: int | None = None
+    faces: int | None = None
+    tracks: int | None = None
+    frames_with_faces: int | None = None
+    decode_errors: int | None = None
+    rotation: int | None = None
+    part: str | None = None
+    path: str | None = None
+    path_bytes: bytes | None = None
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> SourceRow:
+        """A row from stored values; keys that are not columns are ignored."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in names})

@@ -83,11 +83,11 @@ def test_a_glitch_does_not_fail_a_video(tmp_path, tiny_model, sample_fps):
     config = AnalyzerConfig(model=tiny_model, detector="fake", sample_fps=sample_fps)
     summary = run([root], tmp_path / "out", Runtime.create(config), progress=False)
     (row,) = summary.rows
-    assert row["status"] == "ok", row["error"]
-    assert row["decode_errors"] == 1
-    assert row["frames_total"] == 90  # a rejected packet's frame keeps its place
+    assert row.status == "ok", row.error
+    assert row.decode_errors == 1
+    assert row.frames_total == 90  # a rejected packet's frame keeps its place
     sources = pd.read_parquet(tmp_path / "out" / "sources.parquet")
-    assert sources["decode_errors"].tolist() == [row["decode_errors"]]
+    assert sources["decode_errors"].tolist() == [row.decode_errors]
 
 
 @pytest.mark.parametrize(("name", "make", "message"), BAD_FILES)
@@ -97,11 +97,11 @@ def test_bad_file_fails_alone(tmp_path, runtime, name, make, message):
     moving_blob_video(root / "good.mp4", 10)
     make(root / name)
     summary = run([root], tmp_path / "out", runtime, progress=False)
-    rows = {r["source"]: r for r in summary.rows}
-    assert rows["good.mp4"]["status"] == "ok"
+    rows = {r.source: r for r in summary.rows}
+    assert rows["good.mp4"].status == "ok"
     bad = rows[name]
-    assert bad["status"] == "failed"
-    assert message in bad["error"]
+    assert bad.status == "failed"
+    assert message in bad.error
     assert not any(name in p.name for p in (tmp_path / "out" / "faces").iterdir())
 
 
@@ -121,10 +121,10 @@ def test_unreadable_file(tmp_path, runtime, monkeypatch):
 
         monkeypatch.setattr(sources, "open", refusing_open, raising=False)
     summary = run([root], tmp_path / "out", runtime, progress=False)
-    rows = {r["source"]: r for r in summary.rows}
-    assert rows["open.png"]["status"] == "ok"
-    assert rows["locked.png"]["status"] == "failed"
-    assert "Permission denied" in rows["locked.png"]["error"]
+    rows = {r.source: r for r in summary.rows}
+    assert rows["open.png"].status == "ok"
+    assert rows["locked.png"].status == "failed"
+    assert "Permission denied" in rows["locked.png"].error
 
 
 ODD_NAMES = [
@@ -145,7 +145,7 @@ def test_odd_file_names(tmp_path, runtime):
         else:
             write_image(root / name, blob_frame(80, 80, [(10, 10, 40)]))
     summary = run([root], tmp_path / "out", runtime, progress=False)
-    assert {r["source"] for r in summary.rows} == set(ODD_NAMES)
+    assert {r.source for r in summary.rows} == set(ODD_NAMES)
     assert not summary.failed
     faces = pd.read_parquet(tmp_path / "out" / "faces")
     assert set(faces["source"]) == set(ODD_NAMES)

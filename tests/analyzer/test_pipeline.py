@@ -143,7 +143,7 @@ def test_rerun_skips_finished_sources_without_duplicates(media, tmp_path, runtim
     assert second.reused == 4  # the four media files; readme.txt is only listed
     assert json.loads((out / "run.json").read_text())["complete"] is True
     assert len(pd.read_parquet(out / "faces")) == rows
-    assert [r["faces"] for r in second.rows] == [r["faces"] for r in first.rows]
+    assert [r.faces for r in second.rows] == [r.faces for r in first.rows]
 
 
 def test_changed_input_or_settings_is_analyzed_again(
@@ -154,8 +154,8 @@ def test_changed_input_or_settings_is_analyzed_again(
     moving_blob_video(media / "clip.mp4", 10)  # the file changes
     again = run([media], out, runtime, progress=False)
     assert again.reused == 3
-    clip = next(r for r in again.rows if r["source"] == "clip.mp4")
-    assert clip["frames_total"] == 10
+    clip = next(r for r in again.rows if r.source == "clip.mp4")
+    assert clip.frames_total == 10
     other = run([media], out, make_runtime(tiny_model, sample_fps=2.0), progress=False)
     assert other.reused == 0
 
@@ -231,10 +231,10 @@ def test_a_classifier_error_fails_its_source_alone_with_nothing_written(
 
     monkeypatch.setattr(runtime.classifier, "predict", fails_once)
     summary = run([root], tmp_path / "out", runtime, progress=False)
-    rows = {r["source"]: r for r in summary.rows}
-    assert rows["a.mp4"]["status"] == "failed"
-    assert "classifier exploded" in rows["a.mp4"]["error"]
-    assert rows["b.mp4"]["status"] == "ok" and rows["b.mp4"]["faces"] == 40
+    rows = {r.source: r for r in summary.rows}
+    assert rows["a.mp4"].status == "failed"
+    assert "classifier exploded" in rows["a.mp4"].error
+    assert rows["b.mp4"].status == "ok" and rows["b.mp4"].faces == 40
     parts = [p.name for p in (tmp_path / "out" / "faces").iterdir()]
     assert len(parts) == 1 and parts[0].startswith("b.mp4")
     frames = pd.read_parquet(tmp_path / "out" / "frames")

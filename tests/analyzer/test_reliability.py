@@ -310,7 +310,7 @@ def test_a_truncated_mkv_fails_instead_of_passing_as_complete(tmp_path, runtime)
     clip.write_bytes(data[: len(data) // 2])
     summary = run([tmp_path / "in"], tmp_path / "out", runtime, progress=False)
     (row,) = summary.rows
-    assert row["status"] == "failed" and row["error"].startswith("truncated")
+    assert row.status == "failed" and row.error.startswith("truncated")
 
 
 def test_a_rotated_phone_video_is_analyzed_upright(tmp_path, tiny_model):

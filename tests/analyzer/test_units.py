@@ -275,3 +275,12 @@ def test_writing_results_does_not_import_pandas(tmp_path, tiny_model):
         [sys.executable, "-c", script], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_source_row_fields_are_the_schema_columns_in_order():
+    import dataclasses
+
+    from emotion_contract.schema import SOURCE_SCHEMA, SourceRow
+
+    names = [f.name for f in dataclasses.fields(SourceRow)]
+    assert names == SOURCE_SCHEMA.names
