@@ -39,6 +39,9 @@ class TrainConfig:
     val_fraction: float = 0.2
     limit: int | None = None  # train on the first N images only (smoke runs)
     snapshots: bool = False  # keep every epoch's weights (for ``training average``)
+    # XLA for the training step: 84 against 47 images/s at 64 px on 2 cores
+    # (python -m benchmarks.train_throughput; docs/model.md).
+    xla: bool = True
 
     @property
     def checkpoint_dir(self) -> Path:
@@ -158,6 +161,8 @@ def _run_phase(model, config: TrainConfig, index: int, phase: Phase, data) -> No
             label_smoothing=recipe.label_smoothing
         ),
         metrics=["accuracy"],
+        # XLA is TensorFlow's choice to make here; JAX always compiles.
+        jit_compile=config.xla if keras.backend.backend() == "tensorflow" else "auto",
     )
     logger.info("phase %s: %d epochs x %d steps", phase.name, phase.epochs, steps)
     model.fit(
