@@ -21,6 +21,7 @@ from .pipeline import analyze_source
 from .records import (
     FACES_DIR,
     FRAMES_DIR,
+    PART_DIRS,
     SHOTS_DIR,
     SOURCES_FILE,
     SourceRow,
@@ -34,39 +35,27 @@ from .sources import Source, find_sources
 logger = logging.getLogger(__name__)
 
 
-def completed_row(source: Source, out: Path, runtime: Runtime) -> SourceRow | None:
-    """The stored row of a source already analyzed with the same settings, if any."""
-    return reuse(source, out, runtime)[0]
-
-
 def reuse(source: Source, out: Path, runtime: Runtime) -> tuple[SourceRow | None, str]:
     """The stored row of a source already analyzed with the same settings, or
-    ``None`` and why it must be analyzed (again)."""
+    ``None`` and why it is analyzed again (``""`` when it never was)."""
     if source.kind not in ("image", "video") or source.problem:
         return None, ""
     name = part_name(source.name)
+    parts = {d: (out / d / name).is_file() for d in PART_DIRS}
     meta = read_part_metadata(out / FACES_DIR / name)
-    if not meta or "source_row" not in meta:
-        return None, "new" if meta is None and not _any_part(
-            out, name
-        ) else "part missing"
+    if meta is None or "source_row" not in meta:
+        return None, "part missing" if any(parts.values()) else ""
     if meta.get("settings_key") != runtime.key:
         return None, "settings changed"
     if meta.get("source_fingerprint") != source.fingerprint:
         return None, "file changed"
     stored = meta["source_row"]
-    wanted = [FRAMES_DIR] + (
-        [SHOTS_DIR] if source.kind == "video" and stored.get("frames_analyzed") else []
-    )
-    if not all((out / d / name).is_file() for d in wanted):
+    shots_wanted = source.kind == "video" and stored.get("frames_analyzed")
+    if not parts[FRAMES_DIR] or (shots_wanted and not parts[SHOTS_DIR]):
         return None, "part missing"
     # The stored row, but where the file is now (the input may have moved).
     where = {"path": source.path_text, "path_bytes": source.path_bytes}
     return SourceRow.from_dict(stored | where), ""
-
-
-def _any_part(out: Path, name: str) -> bool:
-    return any((out / d / name).exists() for d in (FRAMES_DIR, SHOTS_DIR))
 
 
 def prune_parts(out: Path, rows: list[SourceRow]) -> int:
@@ -74,7 +63,7 @@ def prune_parts(out: Path, rows: list[SourceRow]) -> int:
     deleted, emptied or failed, or earlier runs' leftovers); returns how many."""
     keep = {r.part for r in rows if r.status == "ok" and r.part}
     removed = 0
-    for d in (FACES_DIR, FRAMES_DIR, SHOTS_DIR):
+    for d in PART_DIRS:
         for path in (out / d).glob("*.parquet") if (out / d).is_dir() else []:
             if path.name not in keep:
                 path.unlink()
@@ -93,7 +82,7 @@ class RunSummary:
     pruned: int = 0  # parts removed that belonged to no ok source of this run
 
     @property
-    def failed(self) -> list[dict]:
+    def failed(self) -> list[SourceRow]:
         return [r for r in self.rows if r.status == "failed"]
 
 
@@ -132,7 +121,7 @@ def run(
         if row is not None:
             summary.reused += 1
         else:
-            if why and why != "new":
+            if why:
                 summary.reanalyzed[why] = summary.reanalyzed.get(why, 0) + 1
             row = analyze_source(source, out, runtime, progress=progress)
             if row.status == "failed" and on_failure:
@@ -147,7 +136,7 @@ def run(
 def _remove_temporaries(out: Path) -> None:
     """Temporary parts a killed run left behind (the caller holds the lock, so
     no other run is writing them)."""
-    for d in (FACES_DIR, FRAMES_DIR, SHOTS_DIR):
+    for d in PART_DIRS:
         for path in (out / d).glob(".*.tmp") if (out / d).is_dir() else []:
             path.unlink(missing_ok=True)
 

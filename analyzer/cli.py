@@ -191,12 +191,13 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 return _run(args)
             except KeyboardInterrupt:
+                name = received[-1] if received else "SIGINT"  # Ctrl-C sets none
                 print(
-                    f"interrupted ({received[-1] if received else 'SIGINT'}): "
-                    "finished sources are kept; rerun the same command to continue",
+                    f"interrupted ({name}): finished sources are kept; rerun the "
+                    "same command to continue",
                     file=sys.stderr,
                 )
-                return EXIT_INTERRUPTED.get(received[-1] if received else "", 130)
+                return EXIT_INTERRUPTED[name]
     except OutputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE

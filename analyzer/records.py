@@ -26,13 +26,13 @@ import pyarrow.parquet as pq
 
 from emotion_contract.labels import EMOTIONS
 from emotion_contract.schema import (  # noqa: F401  (the writer's columns, re-exported)
-    BOX_SOURCES,
     FACE_SCHEMA,
     FACES_DIR,
     FRAME_SCHEMA,
     FRAMES_DIR,
     META_KEY,
     NULLABLE_FLOATS,
+    PART_DIRS,
     SHOT_SCHEMA,
     SHOTS_DIR,
     SOURCE_SCHEMA,
@@ -170,8 +170,7 @@ class PartWriter:
     def __init__(
         self, out: Path, name: str, metadata: dict, *, flush_rows: int = 20_000
     ) -> None:
-        dirs = (SHOTS_DIR, FRAMES_DIR, FACES_DIR)  # the order they are renamed in
-        self.final = {d: Path(out) / d / name for d in dirs}
+        self.final = {d: Path(out) / d / name for d in PART_DIRS}
         self.tmp = {d: p.with_name(f".{p.name}.tmp") for d, p in self.final.items()}
         self.metadata, self.flush_rows = metadata, flush_rows
         self.faces = self.frame_count = self.frames_with_faces = 0

@@ -16,6 +16,7 @@ from .labels import EMOTIONS
 META_KEY = b"emotion_analyzer"
 FACES_DIR, FRAMES_DIR, SOURCES_FILE = "faces", "frames", "sources.parquet"
 SHOTS_DIR = "shots"
+PART_DIRS = (SHOTS_DIR, FRAMES_DIR, FACES_DIR)  # a source's parts, faces/ renamed last
 
 # How a face row's box was placed: found by the detector on that frame, or carried
 # from the last detection by optical flow, held in place (``--no-box-flow``), or

@@ -10,6 +10,7 @@ from analyzer.batch import run
 from analyzer.config import AnalyzerConfig
 from analyzer.runtime import Runtime
 from analyzer.shots import ShotDetector
+from emotion_contract.schema import BOX_SOURCES
 
 from ..helpers import blob_frame, make_video
 
@@ -97,6 +98,7 @@ def test_carried_rows_say_so_and_have_no_detector_score(tmp_path, tiny_model):
     )
     assert faces.loc[detected, "det_score"].notna().all()
     assert faces.loc[~detected, "det_score"].isna().all()
+    assert set(faces["box_source"]) <= set(BOX_SOURCES)  # the schema's vocabulary
 
 
 def test_a_face_that_leaves_is_dropped_at_once(tmp_path, tiny_model):
