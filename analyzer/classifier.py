@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from emotion_contract.extras import MissingExtra, require
 from emotion_contract.labels import EMOTIONS
 from emotion_contract.modelfile import ModelFileError, ModelInfo, file_sha256, read_info
 from emotion_contract.shipped import SHIPPED_MODEL as DEFAULT_MODEL
@@ -79,11 +80,17 @@ class EmotionClassifier:
         self.runtime, self._model = self._load(runtime, batch_size)
 
     def _load(self, runtime: str, batch_size: int):
-        """The Keras model, or its verified LiteRT copy (``auto``: when installed)."""
+        """The Keras model, or its verified LiteRT copy (``auto``: when installed):
+        the one shipped beside the model file (``model.tflite``), else a cached one."""
         from . import litert
 
         def fast():
-            path = litert.cached_copy(self.path, self.sha256, self._load_keras)
+            path = litert.cached_copy(
+                self.path,
+                self.sha256,
+                self._load_keras,
+                bundled=self.path.with_suffix(".tflite"),
+            )
             return litert.LiteRTModel(path, batch_size=batch_size)
 
         try:
@@ -92,12 +99,20 @@ class EmotionClassifier:
             )
         except ModelUnavailable:
             raise
+        except MissingExtra as exc:
+            raise ModelUnavailable(str(exc)) from exc
         except Exception as exc:  # a damaged archive: weights missing or unreadable
             raise ModelUnavailable(
                 f"cannot load the model {self.path}: {type(exc).__name__}: {exc}"
             ) from exc
 
     def _load_keras(self):
+        require(
+            "keras",
+            "train",
+            f"Running {self.path.name} on Keras (--classifier-runtime keras, or a "
+            "model with no LiteRT copy yet, which is converted with TensorFlow)",
+        )
         from emotion_contract.layers import load_keras_model
 
         return load_keras_model(self.path)

@@ -1,12 +1,14 @@
 """LiteRT (TFLite + XNNPACK) copies of Keras networks, for fast CPU inference:
 the emotion classifier and MTCNN's three networks.
 
-The ``.keras`` file stays the source of truth. On first use its copy is converted,
-checked against the Keras model on a fixed batch, and cached under
-``$EMOTION_ANALYZER_CACHE`` (default ``~/.cache/emotion-analytics``), named by the
-Keras file's SHA-256 so a changed model never meets a stale copy. Speed, load time
-and agreement against Keras: ``python -m benchmarks.classifier`` (docs/performance.md,
-"The classifier's runtime").
+The Keras network stays the source of truth; a copy is used only when it was
+checked against it on a fixed batch and records the source's SHA-256. The package
+ships such copies of the shipped model and of MTCNN (``python -m analyzer.ship``
+rebuilds them), so analysis needs no TensorFlow. Any other model is converted on
+first use (TensorFlow, the ``[train]`` extra) and cached under
+``$EMOTION_ANALYZER_CACHE`` (default ``~/.cache/emotion-analytics``), named by its
+digest so a changed model never meets a stale copy. Speed, load time and agreement
+against Keras: ``python -m benchmarks.classifier`` (docs/performance.md).
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+
+from emotion_contract.extras import require
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +82,7 @@ def _convert(keras_model, input_shape: tuple) -> bytes:
         input_shape: one input's shape without the batch axis; ``None`` for a
             dimension the copy must accept at any size (set per interpreter).
     """
-    import tensorflow as tf
+    tf = require("tensorflow", "train", "Converting a model to LiteRT")
     from tensorflow.python.framework.convert_to_constants import (
         convert_variables_to_constants_v2,
     )
@@ -95,6 +99,7 @@ def cached_copy(
     sha256: str,
     load_keras: Callable[[], object],
     *,
+    bundled: Path | None = None,
     input_shape: tuple | None = None,
     check_shape: tuple | None = None,
     check_range: tuple[float, float] = (0.0, 255.0),
@@ -104,20 +109,55 @@ def cached_copy(
     Args:
         sha256: the source's digest; it names the copy.
         load_keras: loads the Keras model; called only when a conversion is needed.
+        bundled: a copy shipped with the package, taken when it is intact and was
+            made from this very source.
         input_shape: input shape without the batch axis (default: the model's).
         check_shape: a concrete batch shape for the check (default: 16 inputs of
             ``input_shape``); inputs are drawn uniformly from ``check_range``.
 
     Raises:
         ConversionError: the converted copy's outputs differ from the Keras model's.
+        MissingExtra: a conversion is needed and TensorFlow is not installed.
     """
+    if bundled is not None and made_from(bundled, sha256):
+        return bundled
     target = cache_dir() / f"{sha256[:24]}.tflite"
     if _intact(target):
         return target
     if target.exists():
         logger.warning("the cached LiteRT copy %s is damaged; rebuilding it", target)
     logger.warning("converting %s to LiteRT once (cached in %s)", keras_path, target)
-    keras_model = load_keras()
+    write_copy(
+        target,
+        keras_path,
+        sha256,
+        load_keras(),
+        input_shape=input_shape,
+        check_shape=check_shape,
+        check_range=check_range,
+    )
+    return target
+
+
+def write_copy(
+    target: Path,
+    source: Path,
+    sha256: str,
+    keras_model,
+    *,
+    input_shape: tuple | None = None,
+    check_shape: tuple | None = None,
+    check_range: tuple[float, float] = (0.0, 255.0),
+) -> float:
+    """Convert ``keras_model``, check it and write ``target`` with its record
+    (``target`` + ``.json``: source, digests, the largest difference measured).
+
+    Returns:
+        The largest absolute difference from the Keras model on the check batch.
+
+    Raises:
+        ConversionError: the copy's outputs differ by more than ``MAX_ABS_DIFF``.
+    """
     input_shape = tuple(input_shape or keras_model.input_shape[1:])
     data = _convert(keras_model, input_shape)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -128,23 +168,42 @@ def cached_copy(
     diff = _max_difference(tmp, keras_model, batch.astype(np.float32))
     if not diff <= MAX_ABS_DIFF:  # NaN fails too
         tmp.unlink()
-        raise ConversionError(f"LiteRT copy differs from {keras_path} by {diff:g}")
+        raise ConversionError(f"LiteRT copy differs from {source} by {diff:g}")
     meta = {
-        "source": str(keras_path),
+        "source": source.name,
         "source_sha256": sha256,
         "max_abs_diff": diff,
         "sha256": hashlib.sha256(data).hexdigest(),
     }
-    target.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
+    _record(target).write_text(json.dumps(meta, indent=2) + "\n")
     tmp.replace(target)
-    return target
+    return diff
+
+
+def made_from(copy: Path, sha256: str | None) -> bool:
+    """Whether ``copy`` is intact and was made from the source with ``sha256``
+    (``None``: from whatever source its record names)."""
+    if not _intact(copy):
+        return False
+    return sha256 is None or _read_record(copy).get("source_sha256") == sha256
+
+
+def _record(copy: Path) -> Path:
+    return copy.with_name(copy.name + ".json")
+
+
+def _read_record(copy: Path) -> dict:
+    meta = json.loads(_record(copy).read_text())
+    if not isinstance(meta, dict):
+        raise ValueError(f"{_record(copy)} is not a record")
+    return meta
 
 
 def _intact(target: Path) -> bool:
     """Whether a cached copy is there and has the digest recorded when it was made
     (a copy cut short by a full disk or a kill is rebuilt, not loaded)."""
     try:
-        meta = json.loads(target.with_suffix(".json").read_text())
+        meta = _read_record(target)
         return hashlib.sha256(target.read_bytes()).hexdigest() == meta["sha256"]
     except (OSError, ValueError, KeyError, TypeError):
         return False

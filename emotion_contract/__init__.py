@@ -9,4 +9,5 @@ lives here, and nothing else crosses between the packages:
 - :mod:`.layers`: the custom layers a saved model may hold, and loading.
 - :mod:`.shipped`: where the shipped model lives.
 - :mod:`.schema`: the output tables' names and columns.
+- :mod:`.extras`: what the optional installs provide, and the error naming one.
 """

@@ -1,7 +1,7 @@
 """``python -m training``: train and evaluate the emotion model.
 
 Exit codes: 0 success, 1 a failure while running (bad data, missing weights),
-2 a usage error.
+2 a usage error (or TensorFlow not installed: the ``[train]`` extra).
 """
 
 from __future__ import annotations

@@ -1,12 +1,13 @@
 """MTCNN with the ``mtcnn`` package's weights (inside its wheel), on two runtimes.
 
-``keras``: the package itself (TensorFlow, eager). ``litert``: its three networks
-converted once to LiteRT copies, each checked against the package's network on a
-fixed batch (:mod:`analyzer.litert`), and the cascade below around them: image
-pyramid, P-Net proposals, R-Net and O-Net refinement, non-maximum suppression.
-It needs neither TensorFlow nor the package at run time once the copies are cached,
-and it is several times faster (``python -m benchmarks.detectors``). ``auto`` (the
-default) takes ``litert`` when LiteRT is installed.
+``keras``: the package itself (TensorFlow, eager; the ``[train]`` extra).
+``litert``: LiteRT copies of its three networks, each checked against the
+package's network on a fixed batch (:mod:`analyzer.litert`), and the cascade below
+around them: image pyramid, P-Net proposals, R-Net and O-Net refinement,
+non-maximum suppression. The copies ship in ``mtcnn_models/``, so this needs
+neither TensorFlow nor the package, and it is several times faster (``python -m
+benchmarks.detectors``). ``auto`` (the default) takes ``litert`` when LiteRT is
+installed.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from emotion_contract.extras import MissingExtra, install_hint, require
+
 from ..faces import Faces
 from .base import DetectorUnavailable
 
@@ -28,6 +31,8 @@ THRESHOLDS = {"pnet": 0.6, "rnet": 0.7, "onet": 0.8}
 PATCH = {"rnet": 24, "onet": 48}
 BATCH = {"rnet": 32, "onet": 8}  # largest interpreter batches (see _refine)
 MAX_INTERPRETERS = 48  # one video size needs ~12 (a pyramid of P-Net sizes + 2)
+NETS = ("pnet", "rnet", "onet")
+BUNDLED = Path(__file__).resolve().parent / "mtcnn_models"  # the shipped copies
 
 
 class MtcnnDetector:
@@ -106,9 +111,10 @@ class PackageCascade:
 
     def __init__(self) -> None:
         try:
-            from mtcnn import MTCNN
-        except ImportError as exc:
-            raise DetectorUnavailable("the mtcnn package is not installed") from exc
+            purpose = "MTCNN on Keras (--detector-runtime keras)"
+            MTCNN = require("mtcnn", "train", purpose).MTCNN
+        except MissingExtra as exc:
+            raise DetectorUnavailable(str(exc)) from exc
         self._mtcnn = MTCNN(device="CPU:0")
 
     def detect(self, frames: list[np.ndarray]) -> list[np.ndarray]:
@@ -126,20 +132,66 @@ class PackageCascade:
         ]
 
 
-def _weights_dir() -> Path:
-    """The package's weights folder, found without importing it (it imports TF)."""
+def package_weights(name: str) -> Path | None:
+    """The package's weights file for ``name`` (pnet, rnet, onet), found without
+    importing it (it imports TF); ``None`` when the package is not installed."""
     spec = importlib.util.find_spec("mtcnn")
     if spec is None or spec.origin is None:
-        raise DetectorUnavailable("the mtcnn package is not installed")
-    return Path(spec.origin).parent / "assets" / "weights"
+        return None
+    return Path(spec.origin).parent / "assets" / "weights" / f"{name}.lz4"
 
 
-def _package_net(name: str):
+def source_digest(weights: Path) -> str:
+    """What names a network's LiteRT copy: its weights, and the conversion's version."""
+    return hashlib.sha256(b"mtcnn-litert-1" + weights.read_bytes()).hexdigest()
+
+
+def copy_settings(name: str) -> dict:
+    """How a network's copy is made and checked: P-Net takes any image size."""
+    size = PATCH.get(name)
+    if size is None:
+        return {
+            "input_shape": (None, None, 3),
+            "check_shape": (2, 37, 53, 3),
+            "check_range": (-1.0, 1.0),
+        }
+    return {
+        "input_shape": (size, size, 3),
+        "check_shape": (16, size, size, 3),
+        "check_range": (-1.0, 1.0),
+    }
+
+
+def package_net(name: str):
     """The package's Keras network ``name`` (pnet, rnet, onet) with its weights."""
     from mtcnn.stages import StageONet, StagePNet, StageRNet
 
     stage = {"pnet": StagePNet, "rnet": StageRNet, "onet": StageONet}[name]()
     return stage.model
+
+
+def _copy(name: str) -> Path:
+    """The LiteRT copy of one network: the shipped one, unless the installed
+    mtcnn package has other weights (then a copy converted from those)."""
+    from .. import litert
+
+    bundled = BUNDLED / f"{name}.tflite"
+    weights = package_weights(name)
+    if weights is None:
+        if litert.made_from(bundled, None):
+            return bundled
+        raise DetectorUnavailable(
+            f"MTCNN's LiteRT copy {bundled} is missing or damaged: reinstall the "
+            f"package, or install the mtcnn package to convert it again "
+            f"({install_hint('train')})"
+        )
+    return litert.cached_copy(
+        weights,
+        source_digest(weights),
+        lambda: package_net(name),
+        bundled=bundled,
+        **copy_settings(name),
+    )
 
 
 class LiteCascade:
@@ -149,19 +201,7 @@ class LiteCascade:
         from .. import litert
 
         self._litert = litert
-        self._paths = {}
-        for name in ("pnet", "rnet", "onet"):
-            weights = _weights_dir() / f"{name}.lz4"
-            digest = hashlib.sha256(b"mtcnn-litert-1" + weights.read_bytes())
-            size = PATCH.get(name)
-            self._paths[name] = litert.cached_copy(
-                weights,
-                digest.hexdigest(),
-                lambda name=name: _package_net(name),
-                input_shape=(None, None, 3) if size is None else (size, size, 3),
-                check_shape=(2, 37, 53, 3) if size is None else (16, size, size, 3),
-                check_range=(-1.0, 1.0),
-            )
+        self._paths = {name: _copy(name) for name in NETS}
         self._nets: OrderedDict[tuple, object] = OrderedDict()
 
     def _net(self, name: str, shape: tuple):

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from emotion_contract.extras import MissingExtra, require
+
 from ..faces import Faces
 from .base import DetectorUnavailable
 
@@ -24,8 +26,17 @@ WEIGHT_FILES = {
 
 
 def weights_path() -> Path:
-    """Where retina-face looks for (and would download) its weights."""
-    from retinaface.commons import backend_utils  # imports no framework
+    """Where retina-face looks for (and would download) its weights.
+
+    Raises:
+        MissingExtra: retina-face is not installed (the ``[retinaface]`` extra).
+    """
+    backend_utils = require(  # imports no framework
+        "retinaface.commons.backend_utils",
+        "retinaface",
+        "--detector retinaface",
+        package="retina-face",
+    )
 
     home = Path(os.getenv("DEEPFACE_HOME", default=str(Path.home())))
     engine = backend_utils.get_backend_engine()
@@ -52,6 +63,8 @@ class RetinaFaceDetector:
     def __init__(self, *, threshold: float = 0.9, allow_upscaling: bool = True) -> None:
         try:
             path = weights_path()
+        except MissingExtra as exc:
+            raise DetectorUnavailable(str(exc)) from exc
         except Exception as exc:
             raise DetectorUnavailable(f"retina-face cannot run here: {exc}") from exc
         if not path.is_file():

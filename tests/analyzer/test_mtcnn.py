@@ -93,14 +93,28 @@ def test_litert_cascade_finds_the_package_faces():
     assert len(frames) / ours_total >= 0.9  # precision against the package
 
 
+def _no_conversion(*args, **kwargs):
+    raise AssertionError("a network was converted")
+
+
 @pytest.mark.skipif(not litert.available(), reason="LiteRT is not installed")
-def test_litert_copies_are_cached_and_reused(monkeypatch):
-    MtcnnDetector(runtime="litert")  # converts, unless an earlier test did
+def test_the_shipped_copies_are_used_without_converting(monkeypatch, tmp_path):
+    monkeypatch.setenv("EMOTION_ANALYZER_CACHE", str(tmp_path))
+    monkeypatch.setattr(litert, "_convert", _no_conversion)
+    detector = MtcnnDetector(runtime="litert")
+    assert detector.detect([np.zeros((64, 64, 3), np.uint8)])[0].boxes.shape == (0, 4)
+    assert list(tmp_path.iterdir()) == []
 
-    def no_conversion(*args, **kwargs):
-        raise AssertionError("a cached copy was converted again")
 
-    monkeypatch.setattr(litert, "_convert", no_conversion)
+@pytest.mark.skipif(not litert.available(), reason="LiteRT is not installed")
+def test_without_shipped_copies_they_are_converted_once(monkeypatch, tmp_path):
+    from analyzer.detectors import mtcnn
+
+    monkeypatch.setenv("EMOTION_ANALYZER_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(mtcnn, "BUNDLED", tmp_path / "none")
+    MtcnnDetector(runtime="litert")
+    assert len(list((tmp_path / "cache").glob("*.tflite"))) == 3
+    monkeypatch.setattr(litert, "_convert", _no_conversion)
     again = MtcnnDetector(runtime="litert")
     assert again.detect([np.zeros((64, 64, 3), np.uint8)])[0].boxes.shape == (0, 4)
 
