@@ -35,6 +35,8 @@ class ModelInfo:
         crop_margin: how much to widen a detector's face box on each side, as a
             fraction of its size, so the crop frames a face as the training data did.
         name: a human-readable model name.
+        temperature: divides the output's log-probabilities
+            (:func:`emotion_contract.calibration.temper`); 1 until calibrated.
         extra: training facts (recipe, data hash, metrics); informational.
     """
 
@@ -44,6 +46,7 @@ class ModelInfo:
     input_scale: tuple[float, float] = (0.0, 255.0)
     crop_margin: float = 0.0
     name: str = "emotion-model"
+    temperature: float = 1.0
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -51,6 +54,8 @@ class ModelInfo:
             raise ModelFileError(f"unknown color_mode {self.color_mode!r}")
         if len(self.input_size) != 2 or min(self.input_size) < 1:
             raise ModelFileError(f"bad input_size {self.input_size!r}")
+        if not 0.01 <= self.temperature <= 100:  # NaN fails too
+            raise ModelFileError(f"bad temperature {self.temperature!r}")
 
     @property
     def channels(self) -> int:

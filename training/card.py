@@ -101,7 +101,11 @@ def save_derived(
         key: {k: v for k, v in report.items() if k != "saved"},
         "accuracy": {k: v["accuracy"] for k, v in results.items()},
     }
-    write_info(out, dataclasses.replace(info, name=info.name + suffix, extra=extra))
+    extra.pop("calibration", None)  # a new network: calibrate it again
+    derived = dataclasses.replace(
+        info, name=info.name + suffix, extra=extra, temperature=1.0
+    )
+    write_info(out, derived)
     log = source.parent / "training_log.csv"
     if log.exists() and log.parent != out.parent:
         shutil.copyfile(log, out.parent / "training_log.csv")
@@ -193,6 +197,7 @@ def _markdown(card: dict) -> str:
         if flip
         else ""
     )
+    calibration = _calibration_md(card.get("calibration"))
     return f"""# Model card: {card["metadata"]["name"]}
 
 EfficientNetB1 (keras.applications, include_top=False) + dropout + 7-way softmax,
@@ -224,7 +229,7 @@ for this report only. Reproduce the test figure with
 {matrix}
 
 ![confusion matrix](confusion_matrix.png)
-
+{calibration}
 ## Training
 
 ![training curves](training_curves.png)
@@ -247,4 +252,31 @@ for this report only. Reproduce the test figure with
 - Crop margin stored for the analyzer: {card["metadata"]["crop_margin"]} (measured
   with `python -m training framing --split val`).
 - Model file SHA-256: {card["sha256"]}.
+"""
+
+
+def _calibration_md(report: dict | None) -> str:
+    """The card's calibration section (``python -m training calibrate``)."""
+    if not report:
+        return (
+            "\n## Calibration\n\nNot calibrated (temperature 1): run "
+            "`python -m training calibrate`.\n"
+        )
+    rows = "\n".join(
+        f"| {split} | {when} | {r['accuracy']:.4f} | {r['ece']:.4f} | {r['nll']:.4f} |"
+        for split in ("validation", "test")
+        for when, r in report[split].items()
+    )
+    return f"""
+## Calibration
+
+Temperature {report["temperature"]:g}, fitted on validation (NLL); the analyzer and
+`evaluate` apply it. The most probable class is unchanged. ECE over
+{report["bins"]} equal-width confidence bins:
+
+| split | | accuracy | ECE | NLL |
+|---|---|---:|---:|---:|
+{rows}
+
+![reliability diagram](reliability_diagram.png)
 """

@@ -114,6 +114,15 @@ def _parser() -> argparse.ArgumentParser:
     _add_model_data_cache(ev)
     ev.add_argument("--split", default="test", help="split to evaluate (default: test)")
     ev.add_argument("--json", action="store_true", help="print one JSON object")
+    ca = sub.add_parser(
+        "calibrate",
+        help="fit the temperature on validation and store it in the model file",
+    )
+    _add_model_data_cache(ca)
+    ca.add_argument(
+        "--out", type=Path, help="write a calibrated copy here instead of in place"
+    )
+
     fr = sub.add_parser(
         "framing",
         help="compare the analyzer's crops with FER2013's framing (runs "
@@ -230,6 +239,20 @@ def _train(args) -> int:
     return 0
 
 
+def _calibrate(args) -> int:
+    from .calibrate import calibrate
+
+    report = calibrate(args.model, args.data, args.out, cache_dir=args.cache)
+    val = report["validation"]
+    print(
+        f"temperature {report['temperature']:g}; validation ECE "
+        f"{val['before']['ece']:.4f} -> {val['after']['ece']:.4f}, NLL "
+        f"{val['before']['nll']:.4f} -> {val['after']['nll']:.4f} "
+        f"(saved in {report['model']})"
+    )
+    return 0
+
+
 def _evaluate(args) -> int:
     from .evaluate import evaluate
 
@@ -239,7 +262,9 @@ def _evaluate(args) -> int:
         return 0
     print(
         f"{args.model} on {args.split} ({report['n']} images): "
-        f"accuracy {report['accuracy']:.4f}, macro F1 {report['macro_f1']:.4f}"
+        f"accuracy {report['accuracy']:.4f}, macro F1 {report['macro_f1']:.4f}, "
+        f"ECE {report['ece']:.4f}, NLL {report['nll']:.4f} "
+        f"(temperature {report['temperature']:g})"
     )
     for name, s in report["per_class"].items():
         print(
@@ -266,6 +291,7 @@ def main(argv: list[str] | None = None) -> int:
         commands = {
             "train": _train,
             "evaluate": _evaluate,
+            "calibrate": _calibrate,
             "framing": _framing,
             "flip-average": _flip_average,
             "average": _average,

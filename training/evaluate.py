@@ -8,6 +8,8 @@ import numpy as np
 
 from emotion_contract.labels import EMOTIONS
 
+from .calibrate import ece, nll
+
 
 def predict(model, images: np.ndarray, *, batch_size: int = 256) -> np.ndarray:
     """Class probabilities for ``(n, 48, 48) uint8`` faces, in batches."""
@@ -26,8 +28,9 @@ def metrics(labels: np.ndarray, probs: np.ndarray) -> dict:
     """The evaluation report as plain JSON-ready values.
 
     Returns:
-        ``accuracy``, ``macro_f1``, ``per_class`` (label -> precision, recall, f1,
-        support) and ``confusion_matrix`` (rows: true class, in EMOTIONS order).
+        ``accuracy``, ``macro_f1``, ``ece`` (15 bins), ``nll``, ``per_class``
+        (label -> precision, recall, f1, support) and ``confusion_matrix``
+        (rows: true class, in EMOTIONS order).
     """
     predicted = probs.argmax(axis=1)
     matrix = confusion_matrix(labels, predicted, len(EMOTIONS))
@@ -49,6 +52,8 @@ def metrics(labels: np.ndarray, probs: np.ndarray) -> dict:
     return {
         "accuracy": round(float((predicted == labels).mean()), 4),
         "macro_f1": round(float(f1[present].mean()), 4),
+        "ece": round(ece(labels, probs), 4),
+        "nll": round(nll(labels, probs), 4),
         "n": int(len(labels)),
         "per_class": per_class,
         "confusion_matrix": matrix.tolist(),
@@ -62,7 +67,9 @@ def evaluate(
     split: str = "test",
     cache_dir: Path | None = None,
 ) -> dict:
-    """Load a saved model and report its metrics on one split of a data set."""
+    """Load a saved model and report its metrics on one split of a data set, on
+    its calibrated probabilities (the model file's temperature applied)."""
+    from emotion_contract.calibration import temper
     from emotion_contract.layers import load_keras_model
     from emotion_contract.modelfile import read_info
 
@@ -73,6 +80,12 @@ def evaluate(
         raise ValueError(f"{model_path} has classes {info.class_names}, not FER2013's")
     model = load_keras_model(model_path)
     data = load_cached(data_root, split, cache_dir)
-    report = metrics(data.labels, predict(model, data.images))
-    report.update(split=split, model=str(model_path), data=str(data_root))
+    probs = temper(predict(model, data.images), info.temperature)
+    report = metrics(data.labels, probs)
+    report.update(
+        split=split,
+        model=str(model_path),
+        data=str(data_root),
+        temperature=info.temperature,
+    )
     return report

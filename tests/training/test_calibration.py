@@ -1,0 +1,133 @@
+"""Temperature scaling: its measures, its fit, and the model file carrying it to
+evaluate and the analyzer."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from emotion_contract.calibration import temper
+from emotion_contract.modelfile import ModelInfo, read_info, write_info
+from training.calibrate import ece, fit_temperature, nll
+from training.cli import main
+
+from .test_training import folder_data  # noqa: F401  (a fixture)
+
+
+def _overconfident(n=4000, seed=0):
+    """Labels and probabilities right 60% of the time but claiming ~99%."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 7, n)
+    right = rng.random(n) < 0.6
+    top = np.where(right, labels, (labels + rng.integers(1, 7, n)) % 7)
+    logits = rng.normal(0, 1, (n, 7))
+    logits[np.arange(n), top] += 6.0
+    probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    return labels, probs.astype(np.float32)
+
+
+def test_temper_keeps_the_top_class_and_one_is_the_identity():
+    labels, probs = _overconfident(200)
+    np.testing.assert_array_equal(temper(probs, 1.0), probs)
+    for t in (0.5, 2.0, 7.0):
+        tempered = temper(probs, t)
+        np.testing.assert_array_equal(tempered.argmax(1), probs.argmax(1))
+        np.testing.assert_allclose(tempered.sum(1), 1, atol=1e-5)
+    assert temper(probs, 2.0).max(1).mean() < probs.max(1).mean()
+
+
+def test_ece_is_zero_when_confidence_matches_accuracy_and_large_when_not():
+    labels, probs = _overconfident()
+    assert ece(labels, probs) > 0.3
+    # Each prediction's confidence equals the rate at which such predictions are right.
+    n = 3000
+    confidence = np.repeat([0.3, 0.6, 0.9], n // 3)
+    right = np.concatenate(
+        [np.arange(n // 3) < c * (n // 3) for c in (0.3, 0.6, 0.9)]
+    )
+    probs = np.full((n, 7), 0.0, np.float64)
+    probs[:, 0] = confidence
+    probs[:, 1:] = ((1 - confidence) / 6)[:, None]
+    labels = np.where(right, 0, 1)
+    assert ece(labels, probs) < 1e-9
+
+
+def test_the_fitted_temperature_lowers_nll_and_ece():
+    labels, probs = _overconfident()
+    t = fit_temperature(labels, probs)
+    assert t > 1.5
+    calibrated = temper(probs, t)
+    assert nll(labels, calibrated) < nll(labels, probs) - 0.5
+    assert ece(labels, calibrated) < ece(labels, probs) / 3
+    # ... and no other temperature does better.
+    for other in (t * 0.8, t * 1.25):
+        assert nll(labels, temper(probs, other)) > nll(labels, calibrated)
+
+
+def _overconfident_model(path):
+    """A model of mean brightness with large weights: sure of itself, often wrong."""
+    import keras
+
+    keras.utils.set_random_seed(3)
+    model = keras.Sequential(
+        [
+            keras.Input((48, 48, 1)),
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(
+                7,
+                activation="softmax",
+                kernel_initializer=keras.initializers.RandomNormal(0, 0.05),
+            ),
+        ]
+    )
+    model.save(path)
+    write_info(path, ModelInfo(class_names=EMOTIONS_ORDER, input_size=(48, 48)))
+    return path
+
+
+EMOTIONS_ORDER = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+
+
+def test_calibrate_stores_the_temperature_that_evaluate_and_the_analyzer_apply(
+    folder_data, tmp_path, capsys  # noqa: F811
+):
+    from analyzer.classifier import EmotionClassifier
+
+    model = _overconfident_model(tmp_path / "m.keras")
+    cache = ["--cache", str(tmp_path / "cache")]
+    data = ["--data", str(folder_data)]
+    before = EmotionClassifier(model, runtime="keras")
+    out = tmp_path / "calibrated" / "m.keras"
+    args = ["calibrate", *data, "--model", str(model), "--out", str(out), *cache]
+    assert main(args) == 0
+    info = read_info(out)
+    assert info.temperature != 1.0 and read_info(model).temperature == 1.0
+    report = info.extra["calibration"]
+    assert report["temperature"] == info.temperature
+    val = report["validation"]
+    assert val["after"]["nll"] < val["before"]["nll"]
+    assert val["after"]["accuracy"] == val["before"]["accuracy"]
+    assert (out.parent / "reliability_diagram.png").is_file()
+
+    capsys.readouterr()
+    assert main(["evaluate", *data, "--model", str(out), "--json", *cache]) == 0
+    evaluated = json.loads(capsys.readouterr().out)
+    assert evaluated["temperature"] == info.temperature
+    assert evaluated["nll"] == pytest.approx(report["test"]["after"]["nll"], abs=1e-3)
+    assert evaluated["ece"] == pytest.approx(report["test"]["after"]["ece"], abs=1e-3)
+
+    crops = np.random.default_rng(0).integers(0, 255, (9, 48, 48, 1), dtype=np.uint8)
+    for runtime in ("keras", "litert"):
+        after = EmotionClassifier(out, runtime=runtime).predict(crops)
+        expected = temper(before.predict(crops), info.temperature)
+        np.testing.assert_allclose(after, expected, atol=1e-5)
+        np.testing.assert_array_equal(after.argmax(1), expected.argmax(1))
+
+
+def test_an_old_model_file_reads_as_uncalibrated(tmp_path):
+    info = ModelInfo(class_names=EMOTIONS_ORDER, input_size=(48, 48))
+    text = json.loads(info.to_json())
+    del text["temperature"]
+    assert ModelInfo.from_json(json.dumps(text)).temperature == 1.0
