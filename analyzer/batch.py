@@ -1,8 +1,9 @@
 """The local driver: every source under the inputs, resumed, into one output folder.
 
 :func:`run` maps :func:`analyzer.pipeline.analyze_source` over the sources,
-reuses parts already made with the same settings, writes ``sources.parquet`` and
-``run.json`` last, and removes parts that belong to no ``ok`` source.
+reuses parts already made with the same settings, writes ``tracks.parquet``,
+``sources.parquet`` and ``run.json`` last, and removes parts that belong to no
+``ok`` source.
 """
 
 from __future__ import annotations
@@ -19,15 +20,18 @@ from tqdm import tqdm
 from .outdir import check_free_space
 from .pipeline import analyze_source
 from .records import (
+    EPISODES_DIR,
     FACES_DIR,
     FRAMES_DIR,
     PART_DIRS,
     SHOTS_DIR,
     SOURCES_FILE,
+    TRACKS_FILE,
     SourceRow,
     part_name,
     read_part_metadata,
     write_sources,
+    write_tracks,
 )
 from .runtime import Runtime
 from .sources import Source, find_sources
@@ -43,7 +47,7 @@ def reuse(source: Source, out: Path, runtime: Runtime) -> tuple[SourceRow | None
     name = part_name(source.name)
     parts = {d: (out / d / name).is_file() for d in PART_DIRS}
     meta = read_part_metadata(out / FACES_DIR / name)
-    if meta is None or "source_row" not in meta:
+    if meta is None or "source_row" not in meta or "tracks" not in meta:
         return None, "part missing" if any(parts.values()) else ""
     if meta.get("settings_key") != runtime.key:
         return None, "settings changed"
@@ -51,7 +55,9 @@ def reuse(source: Source, out: Path, runtime: Runtime) -> tuple[SourceRow | None
         return None, "file changed"
     stored = meta["source_row"]
     shots_wanted = source.kind == "video" and stored.get("frames_analyzed")
-    if not parts[FRAMES_DIR] or (shots_wanted and not parts[SHOTS_DIR]):
+    if not parts[FRAMES_DIR] or (
+        shots_wanted and not (parts[SHOTS_DIR] and parts[EPISODES_DIR])
+    ):
         return None, "part missing"
     # The stored row, but where the file is now (the input may have moved).
     where = {"path": source.path_text, "path_bytes": source.path_bytes}
@@ -112,6 +118,7 @@ def run(
     summary = RunSummary(rows=[])
     started = dt.datetime.now(dt.timezone.utc)
     (out / SOURCES_FILE).unlink(missing_ok=True)
+    (out / TRACKS_FILE).unlink(missing_ok=True)
     _write_run_facts(out, runtime, summary, started, complete=False)
     for source in tqdm(
         sources, desc="sources", unit="file", position=0, disable=not progress
@@ -127,10 +134,21 @@ def run(
             if row.status == "failed" and on_failure:
                 on_failure(row)
         summary.rows.append(row)
+    write_tracks(out, _track_rows(out, summary.rows))
     write_sources(out, summary.rows)
     summary.pruned = prune_parts(out, summary.rows)
     _write_run_facts(out, runtime, summary, started, complete=True)
     return summary
+
+
+def _track_rows(out: Path, rows: list[SourceRow]) -> list[dict]:
+    """Every ok source's track rows, from its part's metadata."""
+    found = []
+    for row in rows:
+        if row.status == "ok" and row.part:
+            meta = read_part_metadata(out / FACES_DIR / row.part) or {}
+            found += meta.get("tracks", [])
+    return found
 
 
 def _remove_temporaries(out: Path) -> None:

@@ -16,7 +16,13 @@ import math
 import sys
 from pathlib import Path
 
-from .config import DEFAULT_DETECT_INTERVAL_S, DEFAULT_MIN_FACE, DEFAULT_SAMPLE_FPS
+from .config import (
+    DEFAULT_DETECT_INTERVAL_S,
+    DEFAULT_MIN_EPISODE_S,
+    DEFAULT_MIN_FACE,
+    DEFAULT_SAMPLE_FPS,
+    DEFAULT_SMOOTH_S,
+)
 from .litert import RUNTIMES
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -142,6 +148,23 @@ def build_parser() -> argparse.ArgumentParser:
         "detector's own threshold only)",
     )
     parser.add_argument(
+        "--smooth",
+        type=float,
+        default=DEFAULT_SMOOTH_S,
+        metavar="HALF_LIFE_S",
+        help="half-life in seconds of the smoother over each track's emotions, "
+        f"which never crosses a shot cut (default: {DEFAULT_SMOOTH_S:g}; 0 turns "
+        "it off: the *_smoothed columns equal the raw ones)",
+    )
+    parser.add_argument(
+        "--min-episode",
+        type=float,
+        default=DEFAULT_MIN_EPISODE_S,
+        metavar="S",
+        help="shortest episode in seconds; shorter runs of one emotion merge into "
+        f"their longer neighbour (default: {DEFAULT_MIN_EPISODE_S:g})",
+    )
+    parser.add_argument(
         "--detector-runtime",
         default="auto",
         choices=RUNTIMES,
@@ -175,11 +198,14 @@ def main(argv: list[str] | None = None) -> int:
         or args.detect_max_side < 0
         or args.min_face < 0
         or not 0.0 <= args.min_score <= 1.0
+        or not 0.0 <= args.smooth < math.inf
+        or not 0.0 <= args.min_episode < math.inf
     ):
         print(
             f"error: --batch-size must be 1 to {MAX_BATCH_SIZE}, --sample-fps a "
             "positive number, --detect-interval, --detect-max-side and --min-face "
-            "not negative, --min-score in [0, 1]",
+            "not negative, --min-score in [0, 1], --smooth and --min-episode 0 or "
+            "more seconds",
             file=sys.stderr,
         )
         return EXIT_USAGE
@@ -247,6 +273,8 @@ def _run(args) -> int:
         box_check=not args.no_box_check,
         min_face=args.min_face,
         min_score=args.min_score,
+        smooth_s=args.smooth,
+        min_episode_s=args.min_episode,
     )
     try:
         runtime = Runtime.create(config)

@@ -18,6 +18,10 @@ BOX_CHECK_THRESHOLD = 0.5
 # validation faces shrunk to 32 px the shipped model loses 3 points of accuracy,
 # at 24 px 10, at 20 px 17 (docs/shots.md).
 DEFAULT_MIN_FACE = 32
+# The smoother's half-life and the shortest episode, in seconds (analyzer.timeline;
+# chosen on a video of FER2013 validation faces, docs/timeline.md).
+DEFAULT_SMOOTH_S = 0.5
+DEFAULT_MIN_EPISODE_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,10 @@ class AnalyzerConfig:
             Keras model) or ``auto`` (LiteRT when installed).
         detector_runtime: the same choice for MTCNN (the ``mtcnn`` package on
             TensorFlow, or LiteRT copies of its networks); other detectors have one.
+        smooth_s: half-life of the smoother over each track's probabilities, in
+            seconds (0: the smoothed columns equal the raw ones).
+        min_episode_s: runs of one smoothed emotion shorter than this merge into a
+            neighbouring episode.
     """
 
     model: Path | None = None
@@ -70,12 +78,16 @@ class AnalyzerConfig:
     min_score: float = 0.0
     classifier_runtime: str = "auto"
     detector_runtime: str = "auto"
+    smooth_s: float = DEFAULT_SMOOTH_S
+    min_episode_s: float = DEFAULT_MIN_EPISODE_S
 
     def __post_init__(self) -> None:
         if self.sample_fps is not None and self.sample_fps <= 0:
             raise ValueError("sample_fps must be positive (or None for every frame)")
         if self.batch_size < 1 or self.detect_batch < 1:
             raise ValueError("batch sizes must be at least 1")
+        if not (self.smooth_s >= 0 and self.min_episode_s >= 0):  # NaN fails too
+            raise ValueError("--smooth and --min-episode must be 0 or more seconds")
 
     @property
     def sampling(self) -> str:

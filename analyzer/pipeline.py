@@ -119,7 +119,13 @@ def analyze_source(
         )
     name = part_name(source.name)
     try:
-        with PartWriter(out, name, runtime.part_metadata(source)) as part:
+        with PartWriter(
+            out,
+            name,
+            runtime.part_metadata(source),
+            smooth_s=runtime.config.smooth_s,
+            min_episode_s=runtime.config.min_episode_s,
+        ) as part:
             facts = _analyze_into(part, source, runtime, progress)
             row = source_row(
                 source,

@@ -6,11 +6,16 @@ Layout under ``OUT``:
 - ``frames/PART.parquet``: one row per analyzed frame (``faces`` may be 0), so a
   frame with no face can be told from a frame that was not analyzed.
 - ``shots/PART.parquet``: one row per shot of a video (:mod:`analyzer.shots`).
-- ``sources.parquet``: one row per input file.
+- ``episodes/PART.parquet``: one row per episode of a video's tracks
+  (:mod:`analyzer.timeline`).
+- ``sources.parquet``: one row per input file; ``tracks.parquet``: one row per
+  track (kept in each part's metadata until the run writes the table).
 
 A part is written under a hidden temporary name (pyarrow and pandas skip names that
 start with ``.``) and renamed when the source is complete, frames before faces: a
-``faces/`` file exists only for a finished source.
+``faces/`` file exists only for a finished source. Face rows are streamed to a raw
+temporary file first; when the source ends they are smoothed over time and
+written again with the smoothed columns.
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ import pyarrow.parquet as pq
 
 from emotion_contract.labels import EMOTIONS
 from emotion_contract.schema import (  # noqa: F401  (the writer's columns, re-exported)
+    EPISODE_SCHEMA,
+    EPISODES_DIR,
     FACE_SCHEMA,
     FACES_DIR,
     FRAME_SCHEMA,
@@ -33,12 +40,18 @@ from emotion_contract.schema import (  # noqa: F401  (the writer's columns, re-e
     META_KEY,
     NULLABLE_FLOATS,
     PART_DIRS,
+    RAW_FACE_SCHEMA,
     SHOT_SCHEMA,
     SHOTS_DIR,
+    SMOOTHED,
     SOURCE_SCHEMA,
     SOURCES_FILE,
+    TRACK_SCHEMA,
+    TRACKS_FILE,
     SourceRow,
 )
+
+from . import timeline
 
 _NUMPY_TYPES = {
     pa.int64(): np.int64,
@@ -80,6 +93,23 @@ def to_arrow(values, type: pa.DataType, *, nan_is_null: bool = False) -> pa.Arra
     nulls = int(n - valid.sum())
     bitmap = pa.py_buffer(np.packbits(valid, bitorder="little")) if nulls else None
     return pa.Array.from_buffers(type, n, [bitmap, *buffers], null_count=nulls)
+
+
+def from_arrow(column: pa.ChunkedArray, dtype) -> np.ndarray:
+    """A numeric column as NumPy, nulls as NaN, read from its buffers (like
+    :func:`to_arrow`, without the pandas import of ``Array.to_numpy``)."""
+    out = []
+    for chunk in column.chunks:
+        n, offset = len(chunk), chunk.offset
+        validity, data = chunk.buffers()[:2]
+        values = np.frombuffer(data, dtype=dtype)[offset : offset + n].copy()
+        if chunk.null_count:
+            bits = np.unpackbits(
+                np.frombuffer(validity, dtype=np.uint8), bitorder="little"
+            )[offset : offset + n]
+            values[bits == 0] = np.nan
+        out.append(values)
+    return np.concatenate(out) if out else np.zeros(0, dtype=dtype)
 
 
 def part_name(source: str) -> str:
@@ -155,12 +185,17 @@ class _Buffered:
 
 
 class PartWriter:
-    """Writes one source's faces and frames, atomically.
+    """Writes one source's faces, frames, shots and episodes, atomically.
 
-    Use as a context manager: on a clean exit the files are renamed into place
-    (``faces/`` last, so its presence means the source is complete; ``shots/``
-    only when shots were added, as for a video); on an exception the temporary
-    files are removed, so nothing partial remains.
+    Use as a context manager: on a clean exit the face rows are smoothed per track
+    (:mod:`analyzer.timeline`) and the files are renamed into place (``faces/``
+    last, so its presence means the source is complete; ``shots/`` and
+    ``episodes/`` only for a video, when shots were added); on an exception the
+    temporary files are removed, so nothing partial remains.
+
+    Args:
+        smooth_s: the smoother's half-life in seconds (0: off).
+        min_episode_s: shorter runs of one emotion merge into a neighbour.
 
     Example:
         >>> with PartWriter(out, "clip.mp4-0a1b.parquet", {"k": "v"}) as part:
@@ -168,25 +203,38 @@ class PartWriter:
     """
 
     def __init__(
-        self, out: Path, name: str, metadata: dict, *, flush_rows: int = 20_000
+        self,
+        out: Path,
+        name: str,
+        metadata: dict,
+        *,
+        flush_rows: int = 20_000,
+        smooth_s: float = 0.0,
+        min_episode_s: float = 0.0,
     ) -> None:
+        self.source = metadata.get("source", name)
         self.final = {d: Path(out) / d / name for d in PART_DIRS}
         self.tmp = {d: p.with_name(f".{p.name}.tmp") for d, p in self.final.items()}
+        self.raw = self.final[FACES_DIR].with_name(f".{name}.raw.tmp")
         self.metadata, self.flush_rows = metadata, flush_rows
+        self.smooth_s, self.min_episode_s = smooth_s, min_episode_s
         self.faces = self.frame_count = self.frames_with_faces = 0
+        self.tracks: list[dict] = []
 
     def __enter__(self) -> PartWriter:
         for path in self.tmp.values():
             path.parent.mkdir(parents=True, exist_ok=True)
         self.shots = 0
         self._tables: list[_Buffered] = []
+        self._frame_index: list[int] = []
+        self._frame_time: list[float] = []
         try:
-            for d, schema in (
-                (FACES_DIR, FACE_SCHEMA),
-                (FRAMES_DIR, FRAME_SCHEMA),
-                (SHOTS_DIR, SHOT_SCHEMA),
+            for path, schema in (
+                (self.raw, RAW_FACE_SCHEMA),
+                (self.tmp[FRAMES_DIR], FRAME_SCHEMA),
+                (self.tmp[SHOTS_DIR], SHOT_SCHEMA),
             ):
-                self._tables.append(_Buffered(self.tmp[d], schema, self.flush_rows))
+                self._tables.append(_Buffered(path, schema, self.flush_rows))
         except BaseException:  # e.g. a full disk: leave no temporary file behind
             self._discard()
             raise
@@ -216,6 +264,8 @@ class PartWriter:
                 "faces": np.array([faces], dtype=np.int64),
             }
         )
+        self._frame_index.append(index)
+        self._frame_time.append(np.nan if timestamp_s is None else timestamp_s)
         self.frame_count += 1
         self.frames_with_faces += faces > 0
 
@@ -235,12 +285,9 @@ class PartWriter:
     def __exit__(self, exc_type, exc, tb) -> None:
         try:
             if exc_type is None:
-                # File-level metadata goes into the footer, so it is written last.
-                self._faces.writer.add_key_value_metadata(
-                    {META_KEY: json.dumps(self.metadata).encode()}
-                )
                 for table in self._tables:
                     table.close()
+                self._write_timeline()
         except BaseException:  # a full disk while closing: keep nothing partial
             self._discard()
             raise
@@ -249,9 +296,59 @@ class PartWriter:
             return
         if not self.shots:
             self.tmp[SHOTS_DIR].unlink(missing_ok=True)
+            self.tmp[EPISODES_DIR].unlink(missing_ok=True)
+        self.raw.unlink(missing_ok=True)
         for d, tmp in self.tmp.items():
             if tmp.exists():
                 tmp.replace(self.final[d])
+
+    def _write_timeline(self) -> None:
+        """Smooth the raw face rows into ``faces/``, and write ``episodes/``; the
+        track rows go into the faces part's metadata (for ``tracks.parquet``)."""
+        wanted = ["frame_index", "timestamp_s", "shot", "track_id", *EMOTIONS]
+        raw = pq.ParquetFile(self.raw)
+        table = raw.read(columns=wanted)
+        columns = {
+            f.name: from_arrow(table.column(f.name), _NUMPY_TYPES[f.type])
+            for f in RAW_FACE_SCHEMA
+            if f.name in wanted
+        }
+        times = np.asarray(self._frame_time, dtype=np.float64)
+        steps = np.diff(times[~np.isnan(times)])
+        found = timeline.analyse(
+            self.source,
+            columns,
+            half_life_s=self.smooth_s,
+            min_episode_s=self.min_episode_s,
+            step_s=float(np.median(steps)) if len(steps) else 0.0,
+            frame_indices=np.asarray(self._frame_index, dtype=np.int64),
+        )
+        self.tracks = found.tracks
+        self.metadata = self.metadata | {"tracks": found.tracks}
+        faces = pq.ParquetWriter(self.tmp[FACES_DIR], FACE_SCHEMA)
+        try:
+            done = 0
+            for group in range(raw.num_row_groups):
+                chunk = raw.read_row_group(group)
+                part = found.smoothed[done : done + chunk.num_rows]
+                done += chunk.num_rows
+                for i, name in enumerate(SMOOTHED):
+                    chunk = chunk.append_column(
+                        name, to_arrow(part[:, i], pa.float32())
+                    )
+                top = np.asarray(EMOTIONS, dtype=object)[part.argmax(axis=1)]
+                chunk = chunk.append_column(
+                    "emotion_smoothed", to_arrow(list(top), pa.string())
+                )
+                faces.write_table(chunk.cast(FACE_SCHEMA))
+            # File-level metadata goes into the footer, so it is written last.
+            faces.add_key_value_metadata({META_KEY: json.dumps(self.metadata).encode()})
+        finally:
+            faces.close()
+        if self.shots:
+            episodes = _Buffered(self.tmp[EPISODES_DIR], EPISODE_SCHEMA, 1 << 30)
+            episodes.add(found.episodes)
+            episodes.close()
 
     def _discard(self) -> None:
         """Close what can be closed and remove every temporary file."""
@@ -260,7 +357,7 @@ class PartWriter:
                 table.writer.close()
             except Exception:  # noqa: BLE001  (already failing; cleanup goes on)
                 pass
-        for path in self.tmp.values():
+        for path in (*self.tmp.values(), self.raw):
             path.unlink(missing_ok=True)
 
 
@@ -282,5 +379,15 @@ def write_sources(out: Path, rows: list[SourceRow]) -> Path:
     ]
     table = pa.Table.from_arrays(columns, schema=SOURCE_SCHEMA)
     pq.write_table(table, tmp)
+    tmp.replace(path)
+    return path
+
+
+def write_tracks(out: Path, rows: list[dict]) -> Path:
+    """Write ``tracks.parquet`` atomically (rows of :data:`TRACK_SCHEMA`)."""
+    path = Path(out) / TRACKS_FILE
+    tmp = path.with_name(f".{path.name}.tmp")
+    columns = [to_arrow([row[f.name] for row in rows], f.type) for f in TRACK_SCHEMA]
+    pq.write_table(pa.Table.from_arrays(columns, schema=TRACK_SCHEMA), tmp)
     tmp.replace(path)
     return path

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import __version__
+from . import __version__, timeline
 from .classifier import EmotionClassifier, default_model
 from .config import BOX_CHECK_THRESHOLD, AnalyzerConfig, settings_key
 from .detectors import (
@@ -102,6 +102,12 @@ class Runtime:
             "min_face": self.config.min_face,
             "min_score": self.config.min_score,
             "crop_margin": self.classifier.info.crop_margin,
+            "temperature": self.classifier.info.temperature,
+            "smoothing": {
+                "method": timeline.METHOD,
+                "half_life_s": self.config.smooth_s,
+                "min_episode_s": self.config.min_episode_s,
+            },
             "settings_key": self.key,
         }
 

@@ -7,9 +7,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analyzer.records import write_sources
+from analyzer.config import DEFAULT_MIN_EPISODE_S, DEFAULT_SMOOTH_S
+from analyzer.records import write_sources, write_tracks
+from analyzer.timeline import analyse
 from emotion_contract.labels import EMOTIONS
-from emotion_contract.schema import SourceRow
+from emotion_contract.schema import SMOOTHED, SourceRow
 
 # Chromium as root in a sandbox with no network: no sandbox, no GPU, and none of
 # the background connections that a closed network refuses.
@@ -26,7 +28,8 @@ BROWSER_FLAGS = [
 
 
 def hour_long_run(out: Path) -> None:
-    """An hour of one track at 5 fps (18,000 rows), with a 60-second absence."""
+    """An hour of one track at 5 fps (18,000 rows), with a 60-second absence,
+    smoothed and split into episodes as the analyzer does."""
     t = np.arange(18_000) / 5.0
     t = t[(t < 1000) | (t > 1060)]
     rng = np.random.default_rng(0)
@@ -47,7 +50,24 @@ def hour_long_run(out: Path) -> None:
     for i, e in enumerate(EMOTIONS):
         faces[e] = probs[:, i]
     faces["emotion"] = np.array(EMOTIONS)[probs.argmax(axis=1)]
+    faces["shot"] = 0
+    found = analyse(
+        "long.mp4",
+        {c: faces[c].to_numpy() for c in ("frame_index", "timestamp_s", "shot")}
+        | {"track_id": faces["track_id"].to_numpy()}
+        | {e: faces[e].to_numpy() for e in EMOTIONS},
+        half_life_s=DEFAULT_SMOOTH_S,
+        min_episode_s=DEFAULT_MIN_EPISODE_S,
+        step_s=0.2,
+        frame_indices=faces["frame_index"].to_numpy(),
+    )
+    for i, column in enumerate(SMOOTHED):
+        faces[column] = found.smoothed[:, i]
+    faces["emotion_smoothed"] = np.array(EMOTIONS)[found.smoothed.argmax(axis=1)]
     (out / "faces").mkdir(parents=True)
+    (out / "episodes").mkdir()
+    pd.DataFrame(found.episodes).to_parquet(out / "episodes" / "long.parquet")
+    write_tracks(out, found.tracks)
     (out / "frames").mkdir()
     faces.to_parquet(out / "faces" / "long.parquet")
     faces[["source", "frame_index", "timestamp_s"]].assign(faces=1).to_parquet(

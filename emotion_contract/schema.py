@@ -15,8 +15,11 @@ from .labels import EMOTIONS
 
 META_KEY = b"emotion_analyzer"
 FACES_DIR, FRAMES_DIR, SOURCES_FILE = "faces", "frames", "sources.parquet"
-SHOTS_DIR = "shots"
-PART_DIRS = (SHOTS_DIR, FRAMES_DIR, FACES_DIR)  # a source's parts, faces/ renamed last
+SHOTS_DIR, EPISODES_DIR, TRACKS_FILE = "shots", "episodes", "tracks.parquet"
+# A source's parts, faces/ renamed last.
+PART_DIRS = (SHOTS_DIR, EPISODES_DIR, FRAMES_DIR, FACES_DIR)
+SMOOTHED = tuple(f"{e}_smoothed" for e in EMOTIONS)
+SHARES = tuple(f"{e}_share" for e in EMOTIONS)
 
 # How a face row's box was placed: found by the detector on that frame, or carried
 # from the last detection by optical flow, held in place (``--no-box-flow``), or
@@ -33,6 +36,41 @@ FACE_SCHEMA = pa.schema(
         *[(c, pa.float32()) for c in ("x1", "y1", "x2", "y2", "det_score")],
         ("box_source", pa.string()),
         *[(e, pa.float32()) for e in EMOTIONS],
+        ("emotion", pa.string()),
+        # Over time within the track (analyzer.timeline); images: the raw values.
+        *[(c, pa.float32()) for c in SMOOTHED],
+        ("emotion_smoothed", pa.string()),
+    ]
+)
+RAW_FACE_SCHEMA = pa.schema(  # what the analyzer writes before smoothing
+    [f for f in FACE_SCHEMA if f.name not in (*SMOOTHED, "emotion_smoothed")]
+)
+
+EPISODE_SCHEMA = pa.schema(
+    [
+        ("source", pa.string()),
+        ("track_id", pa.int64()),
+        ("shot", pa.int64()),
+        ("emotion", pa.string()),
+        ("start_s", pa.float64()),
+        ("end_s", pa.float64()),
+        ("duration_s", pa.float64()),
+        ("frames", pa.int64()),
+        ("mean_probability", pa.float32()),
+        ("peak_probability", pa.float32()),
+    ]
+)
+
+TRACK_SCHEMA = pa.schema(
+    [
+        ("source", pa.string()),
+        ("track_id", pa.int64()),
+        ("shot", pa.int64()),
+        ("first_s", pa.float64()),
+        ("last_s", pa.float64()),
+        ("frames", pa.int64()),
+        ("faces", pa.int64()),
+        *[(c, pa.float64()) for c in SHARES],
         ("emotion", pa.string()),
     ]
 )
@@ -60,7 +98,9 @@ SHOT_SCHEMA = pa.schema(
 )
 # Columns where NaN is written as null: no timestamp (images), no detector score
 # (carried boxes).
-NULLABLE_FLOATS = frozenset({"timestamp_s", "start_s", "end_s", "det_score"})
+NULLABLE_FLOATS = frozenset(
+    {"timestamp_s", "start_s", "end_s", "det_score", "first_s", "last_s"}
+)
 
 SOURCE_SCHEMA = pa.schema(
     [

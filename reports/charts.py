@@ -43,11 +43,45 @@ def _dominant_strip(data: pd.DataFrame):
     )
 
 
-def timeline_figure(data: pd.DataFrame) -> str:
-    """Stacked probabilities over time, with a strip of the dominant emotion below.
+def _episode_bars(episodes: pd.DataFrame) -> list:
+    """One bar per episode on the strip, a trace per emotion (its colour)."""
+    import plotly.graph_objects as go
+
+    traces = []
+    for emotion, group in episodes.groupby("emotion", sort=False):
+        traces.append(
+            go.Bar(
+                x=group["duration_s"],
+                base=group["start_s"],
+                y=["episodes"] * len(group),
+                orientation="h",
+                marker={"color": COLORS.get(emotion, "#000"), "line": {"width": 0}},
+                name=emotion,
+                customdata=np.stack(
+                    [
+                        group["end_s"],
+                        group["mean_probability"],
+                        group["peak_probability"],
+                    ],
+                    axis=1,
+                ),
+                hovertemplate=(
+                    f"{emotion}: %{{base:.2f}}-%{{customdata[0]:.2f}} s "
+                    "(%{x:.2f} s), mean probability %{customdata[1]:.2f}, "
+                    "peak %{customdata[2]:.2f}<extra>episode</extra>"
+                ),
+            )
+        )
+    return traces
+
+
+def timeline_figure(data: pd.DataFrame, episodes: pd.DataFrame | None = None) -> str:
+    """Stacked probabilities over time, and below them a strip of the track's
+    episodes (or, without episodes, of the dominant emotion per row).
 
     Args:
         data: :func:`reports.summaries.timeline` output (NaN rows mark gaps).
+        episodes: the track's rows of ``episodes/``.
 
     Returns:
         The figure as JSON, with ``<`` escaped so it can sit inside a ``<script>``.
@@ -78,8 +112,13 @@ def timeline_figure(data: pd.DataFrame) -> str:
             row=1,
             col=1,
         )
-    fig.add_trace(_dominant_strip(data), row=2, col=1)
+    if episodes is not None and len(episodes):
+        for bar in _episode_bars(episodes):
+            fig.add_trace(bar, row=2, col=1)
+    else:
+        fig.add_trace(_dominant_strip(data), row=2, col=1)
     fig.update_layout(
+        barmode="overlay",
         height=330,
         margin={"l": 50, "r": 10, "t": 10, "b": 40},
         hovermode="x unified",

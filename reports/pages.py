@@ -15,7 +15,14 @@ from emotion_contract.labels import EMOTIONS
 
 from .charts import COLORS, timeline_figure
 from .load import RunData, load_run
-from .summaries import emotion_shares, sample_interval, timeline, track_summary
+from .summaries import (
+    emotion_shares,
+    sample_interval,
+    smoothed,
+    timeline,
+    top_episodes,
+    track_summary,
+)
 from .thumbs import face_crop, read_frame, save_thumb
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -115,9 +122,13 @@ def _video_page(env, run: RunData, row: dict, report: Path, max_points: int) -> 
     faces = run.source_faces(row["source"]).sort_values("timestamp_s")
     frames = run.source_frames(row["source"])
     interval = sample_interval(frames)
+    episodes = run.source_episodes(row["source"])
+    by_track = dict(tuple(episodes.groupby("track_id")))
     thumbs = _track_thumbs(run, row, report)
     tracks = []
     for track_id, track in faces.groupby("track_id"):
+        mine = by_track.get(track_id, episodes.iloc[:0])
+        data = timeline(smoothed(track), interval, max_points)
         tracks.append(
             {
                 "id": int(track_id),
@@ -125,8 +136,9 @@ def _video_page(env, run: RunData, row: dict, report: Path, max_points: int) -> 
                 "start": float(track["timestamp_s"].min()),
                 "end": float(track["timestamp_s"].max()),
                 "rows": len(track),
-                "figure": timeline_figure(timeline(track, interval, max_points)),
-                "summary": track_summary(track, interval),
+                "episodes": len(mine),
+                "figure": timeline_figure(data, mine),
+                "summary": track_summary(track, mine, interval),
             }
         )
     tracks.sort(key=lambda t: -t["rows"])
@@ -141,6 +153,8 @@ def _video_page(env, run: RunData, row: dict, report: Path, max_points: int) -> 
             emotions=EMOTIONS,
             no_face_frames=no_face,
             interval=interval,
+            longest=top_episodes(episodes),
+            smoothing=run.facts.get("smoothing"),
         ),
     )
     return page

@@ -8,12 +8,21 @@ import pandas as pd
 from emotion_contract.labels import EMOTIONS
 
 
-def emotion_shares(faces: pd.DataFrame) -> dict[str, float]:
-    """Share of face rows whose most probable emotion is each label."""
+def emotion_shares(
+    faces: pd.DataFrame, column: str = "emotion_smoothed"
+) -> dict[str, float]:
+    """Share of face rows whose most probable emotion (by default after smoothing
+    over time) is each label."""
     if faces.empty:
         return dict.fromkeys(EMOTIONS, 0.0)
-    counts = faces["emotion"].value_counts(normalize=True)
+    counts = faces[column].value_counts(normalize=True)
     return {e: float(counts.get(e, 0.0)) for e in EMOTIONS}
+
+
+def smoothed(track: pd.DataFrame) -> pd.DataFrame:
+    """The track's smoothed probabilities under the emotions' own names."""
+    data = track[["timestamp_s", *(f"{e}_smoothed" for e in EMOTIONS)]]
+    return data.set_axis(["timestamp_s", *EMOTIONS], axis=1)
 
 
 def sample_interval(frames: pd.DataFrame) -> float:
@@ -40,19 +49,31 @@ def longest_episodes(track: pd.DataFrame, interval: float) -> dict[str, float]:
     return best
 
 
-def track_summary(track: pd.DataFrame, interval: float) -> list[dict]:
-    """Rows of the per-track table: share of time, mean probability, longest episode."""
+def track_summary(
+    track: pd.DataFrame, episodes: pd.DataFrame, interval: float
+) -> list[dict]:
+    """Rows of the per-track table: share of time and mean probability (smoothed),
+    and the longest episode (from ``episodes/``; from the rows when it is empty)."""
     shares = emotion_shares(track)
-    episodes = longest_episodes(track, interval) if len(track) else {}
+    if len(episodes):
+        longest = episodes.groupby("emotion")["duration_s"].max().to_dict()
+    else:
+        longest = longest_episodes(track, interval) if len(track) else {}
     return [
         {
             "emotion": e,
             "share": shares[e],
-            "mean": float(track[e].mean()),
-            "longest_s": episodes.get(e, 0.0),
+            "mean": float(track[f"{e}_smoothed"].mean()),
+            "longest_s": float(longest.get(e, 0.0)),
         }
         for e in EMOTIONS
     ]
+
+
+def top_episodes(episodes: pd.DataFrame, n: int = 10) -> list[dict]:
+    """The ``n`` longest episodes of a source, longest first."""
+    top = episodes.sort_values(["duration_s", "start_s"], ascending=[False, True])
+    return top.head(n).to_dict("records")
 
 
 def timeline(track: pd.DataFrame, interval: float, max_points: int) -> pd.DataFrame:

@@ -37,6 +37,8 @@ FACE_COLUMNS = [
     "box_source",
     *EMOTIONS,
     "emotion",
+    *[f"{e}_smoothed" for e in EMOTIONS],
+    "emotion_smoothed",
 ]
 
 

@@ -492,6 +492,12 @@ def _tables(out: Path) -> dict[str, pd.DataFrame]:
         for name in ("faces", "frames")
     }
     tables["shots"] = pd.read_parquet(out / "shots").sort_values(["source", "shot"])
+    tables["episodes"] = pd.read_parquet(out / "episodes").sort_values(
+        ["source", "track_id", "start_s"]
+    )
+    tables["tracks"] = pd.read_parquet(out / "tracks.parquet").sort_values(
+        ["source", "track_id"]
+    )
     tables["sources"] = pd.read_parquet(out / "sources.parquet").drop(columns=drop)
     return {k: v.reset_index(drop=True) for k, v in tables.items()}
 
