@@ -20,7 +20,7 @@ BOX_CHECK_THRESHOLD = 0.5
 DEFAULT_MIN_FACE = 32
 # The smoother's half-life and the shortest episode, in seconds (analyzer.timeline;
 # chosen on a video of FER2013 validation faces, docs/timeline.md).
-DEFAULT_SMOOTH_S = 0.5
+DEFAULT_SMOOTH_S = 0.25
 DEFAULT_MIN_EPISODE_S = 0.5
 
 
