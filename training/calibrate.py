@@ -120,9 +120,7 @@ def calibrate(
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(model_path, target)
     extra = info.extra | {"calibration": report}
-    write_info(
-        target, dataclasses.replace(info, temperature=temperature, extra=extra)
-    )
+    write_info(target, dataclasses.replace(info, temperature=temperature, extra=extra))
     diagram = target.parent / "reliability_diagram.png"
     plot_reliability(
         diagram,

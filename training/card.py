@@ -198,6 +198,8 @@ def _markdown(card: dict) -> str:
         else ""
     )
     calibration = _calibration_md(card.get("calibration"))
+    selection = _selection_md(card)
+    data = card.get("data", "FER2013_ROOT")
     return f"""# Model card: {card["metadata"]["name"]}
 
 EfficientNetB1 (keras.applications, include_top=False) + dropout + 7-way softmax,
@@ -212,9 +214,9 @@ pixel values 0..255; resizing and normalisation happen inside the model.
 {val["accuracy"]:.4f} | {val["macro_f1"]:.4f} |
 | test (PublicTest) | {test["n"]} | {test["accuracy"]:.4f} | {test["macro_f1"]:.4f} |
 
-The epoch kept is the one with the best validation accuracy; the test split was used
-for this report only. Reproduce the test figure with
-`python -m training evaluate --data {card.get("data", "FER2013_ROOT")} --split test`.
+{selection} The test split was used for this report only.
+Reproduce the test figure with
+`python -m training evaluate --data {data} --split test`.
 
 ## Per class (test)
 
@@ -245,7 +247,7 @@ for this report only. Reproduce the test figure with
         )
     }.
 {flip_line}- Started from: {card["init"] or "random initialisation"}.
-- Wall time: {card["wall_time_s"] / 3600:.2f} h on {card["hardware"]}.
+- Wall time: {(card["wall_time_s"] or 0) / 3600:.2f} h on {card["hardware"]}.
 - Epochs logged: {card["epochs_logged"]}.
 - Data: {card["train_images"]} training and {card["val_images"]} validation images,
   SHA-256 of the train split {card["data_sha256"][:16]}...
@@ -253,6 +255,16 @@ for this report only. Reproduce the test figure with
   with `python -m training framing --split val`).
 - Model file SHA-256: {card["sha256"]}.
 """
+
+
+def _selection_md(card: dict) -> str:
+    """How the saved weights were chosen: best validation epoch, or a cycle's end."""
+    if card.get("accelerator"):
+        return (
+            "The weights are the last epoch's: `python -m training.accelerator` "
+            "fits one cosine cycle into a time budget and keeps where it ends."
+        )
+    return "The epoch kept is the one with the best validation accuracy."
 
 
 def _calibration_md(report: dict | None) -> str:

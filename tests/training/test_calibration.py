@@ -44,9 +44,7 @@ def test_ece_is_zero_when_confidence_matches_accuracy_and_large_when_not():
     # Each prediction's confidence equals the rate at which such predictions are right.
     n = 3000
     confidence = np.repeat([0.3, 0.6, 0.9], n // 3)
-    right = np.concatenate(
-        [np.arange(n // 3) < c * (n // 3) for c in (0.3, 0.6, 0.9)]
-    )
+    right = np.concatenate([np.arange(n // 3) < c * (n // 3) for c in (0.3, 0.6, 0.9)])
     probs = np.full((n, 7), 0.0, np.float64)
     probs[:, 0] = confidence
     probs[:, 1:] = ((1 - confidence) / 6)[:, None]
@@ -91,7 +89,9 @@ EMOTIONS_ORDER = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutr
 
 
 def test_calibrate_stores_the_temperature_that_evaluate_and_the_analyzer_apply(
-    folder_data, tmp_path, capsys  # noqa: F811
+    folder_data,
+    tmp_path,
+    capsys,  # noqa: F811
 ):
     from analyzer.classifier import EmotionClassifier
 
