@@ -17,7 +17,10 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from .outdir import check_free_space
+from emotion_contract.schema import ANNOTATED_DIR
+
+from .annotate import annotate_video, annotated_name
+from .outdir import check_free_space, is_disk_full
 from .pipeline import analyze_source
 from .records import (
     EPISODES_DIR,
@@ -69,6 +72,13 @@ def prune_parts(out: Path, rows: list[SourceRow]) -> int:
     deleted, emptied or failed, or earlier runs' leftovers); returns how many."""
     keep = {r.part for r in rows if r.status == "ok" and r.part}
     removed = 0
+    videos = {annotated_name(p) for p in keep}
+    for path in (
+        (out / ANNOTATED_DIR).glob("*.mp4") if (out / ANNOTATED_DIR).is_dir() else []
+    ):
+        if path.name not in videos:
+            path.unlink()
+            removed += 1
     for d in PART_DIRS:
         for path in (out / d).glob("*.parquet") if (out / d).is_dir() else []:
             if path.name not in keep:
@@ -99,8 +109,14 @@ def run(
     *,
     progress: bool = True,
     on_failure: Callable[[SourceRow], None] | None = None,
+    annotate: bool = False,
+    on_warning: Callable[[str], None] | None = None,
 ) -> RunSummary:
     """Analyze every source under ``inputs`` into ``out``, resuming finished ones.
+
+    With ``annotate``, each ok video also gets ``OUT/annotated/<part>.mp4``
+    (:mod:`analyzer.annotate`), made again when its rows are; a video that cannot
+    be annotated keeps its rows and gets a warning.
 
     A source's part is in place as soon as that source is done, so an interrupted
     run loses at most the source in progress and a rerun continues from there.
@@ -130,15 +146,46 @@ def run(
         else:
             if why:
                 summary.reanalyzed[why] = summary.reanalyzed.get(why, 0) + 1
+            # An annotated video made before shows the rows about to be replaced.
+            old = out / ANNOTATED_DIR / annotated_name(part_name(source.name))
+            old.unlink(missing_ok=True)
             row = analyze_source(source, out, runtime, progress=progress)
             if row.status == "failed" and on_failure:
                 on_failure(row)
+        if row.status == "ok" and row.kind == "video" and row.part:
+            row.annotated = _annotated(
+                source, out, row.part, annotate, progress, on_warning
+            )
         summary.rows.append(row)
     write_tracks(out, _track_rows(out, summary.rows))
     write_sources(out, summary.rows)
     summary.pruned = prune_parts(out, summary.rows)
     _write_run_facts(out, runtime, summary, started, complete=True)
     return summary
+
+
+def _annotated(
+    source: Source,
+    out: Path,
+    part: str,
+    make: bool,
+    progress: bool,
+    on_warning: Callable[[str], None] | None,
+) -> str | None:
+    """The source's annotated video (made now if asked for and missing), relative
+    to ``out``, or ``None``."""
+    path = out / ANNOTATED_DIR / annotated_name(part)
+    if make and not path.is_file():
+        try:
+            annotate_video(source, out, part, progress=progress)
+        except Exception as exc:  # the rows are done; only the video is missing
+            if is_disk_full(exc):
+                raise
+            message = f"{source.name}: no annotated video ({type(exc).__name__}: {exc})"
+            logger.warning(message)
+            if on_warning:
+                on_warning(message)
+    return path.relative_to(out).as_posix() if path.is_file() else None
 
 
 def _track_rows(out: Path, rows: list[SourceRow]) -> list[dict]:
@@ -154,7 +201,7 @@ def _track_rows(out: Path, rows: list[SourceRow]) -> list[dict]:
 def _remove_temporaries(out: Path) -> None:
     """Temporary parts a killed run left behind (the caller holds the lock, so
     no other run is writing them)."""
-    for d in PART_DIRS:
+    for d in (*PART_DIRS, ANNOTATED_DIR):
         for path in (out / d).glob(".*.tmp") if (out / d).is_dir() else []:
             path.unlink(missing_ok=True)
 

@@ -172,6 +172,13 @@ def build_parser() -> argparse.ArgumentParser:
         "networks (converted once, checked, cached); auto: LiteRT when installed",
     )
     parser.add_argument(
+        "--annotate",
+        action="store_true",
+        help="also write OUT/annotated/<source>.mp4 per video: every frame, faces "
+        "boxed with track id, top emotion and probability (thick: analyzed frame; "
+        "thin: box held from the last analyzed frame)",
+    )
+    parser.add_argument(
         "--no-report",
         action="store_true",
         help="do not render the HTML report at the end",
@@ -294,9 +301,19 @@ def _run(args) -> int:
     def warn(row) -> None:
         tqdm.write(f"warning: {row.source}: {row.error}", file=sys.stderr)
 
+    if args.annotate:
+        from .annotate import pick_encoder
+
+        print(f"annotated videos: {pick_encoder()}", file=sys.stderr)
     try:
         summary = run(
-            args.inputs, args.out, runtime, progress=not args.quiet, on_failure=warn
+            args.inputs,
+            args.out,
+            runtime,
+            progress=not args.quiet,
+            on_failure=warn,
+            annotate=args.annotate,
+            on_warning=lambda m: tqdm.write(f"warning: {m}", file=sys.stderr),
         )
     except DiskFull as exc:
         print(f"error: {exc}", file=sys.stderr)

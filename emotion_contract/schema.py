@@ -16,6 +16,7 @@ from .labels import EMOTIONS
 META_KEY = b"emotion_analyzer"
 FACES_DIR, FRAMES_DIR, SOURCES_FILE = "faces", "frames", "sources.parquet"
 SHOTS_DIR, EPISODES_DIR, TRACKS_FILE = "shots", "episodes", "tracks.parquet"
+ANNOTATED_DIR = "annotated"  # --annotate: one MP4 per video, not a table
 # A source's parts, faces/ renamed last.
 PART_DIRS = (SHOTS_DIR, EPISODES_DIR, FRAMES_DIR, FACES_DIR)
 SMOOTHED = tuple(f"{e}_smoothed" for e in EMOTIONS)
@@ -122,6 +123,8 @@ SOURCE_SCHEMA = pa.schema(
         ("part", pa.string()),
         ("path", pa.string()),
         ("path_bytes", pa.binary()),
+        # --annotate: the annotated video, relative to the output folder.
+        ("annotated", pa.string()),
     ]
 )
 
@@ -149,6 +152,7 @@ class SourceRow:
     part: str | None = None
     path: str | None = None
     path_bytes: bytes | None = None
+    annotated: str | None = None
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)

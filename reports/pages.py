@@ -155,9 +155,18 @@ def _video_page(env, run: RunData, row: dict, report: Path, max_points: int) -> 
             interval=interval,
             longest=top_episodes(episodes),
             smoothing=run.facts.get("smoothing"),
+            annotated=_annotated_link(run, row, report),
         ),
     )
     return page
+
+
+def _annotated_link(run: RunData, row: dict, report: Path) -> str | None:
+    """The video's annotated MP4 (``--annotate``) relative to the page, if on disk."""
+    value = row.get("annotated")
+    if not isinstance(value, str) or not (run.out / value).is_file():
+        return None
+    return os.path.relpath(run.out / value, report).replace(os.sep, "/")
 
 
 def _folder_pages(env, run: RunData, rows: list[dict], report: Path) -> dict[str, str]:

@@ -89,9 +89,9 @@ EMOTIONS_ORDER = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutr
 
 
 def test_calibrate_stores_the_temperature_that_evaluate_and_the_analyzer_apply(
-    folder_data,
+    folder_data,  # noqa: F811
     tmp_path,
-    capsys,  # noqa: F811
+    capsys,
 ):
     from analyzer.classifier import EmotionClassifier
 
