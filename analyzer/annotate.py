@@ -194,3 +194,50 @@ def _open_stream(container, encoder: str, shape: tuple, fps: float | None):
     if encoder == "libx264":
         stream.options = {"crf": "20", "preset": "veryfast"}
     return stream
+
+
+# The report's and the live page's colours for the seven emotions, in BGR.
+EMOTION_BGR = {
+    "angry": (40, 39, 214),
+    "disgust": (75, 86, 140),
+    "fear": (189, 103, 148),
+    "happy": (44, 160, 44),
+    "sad": (180, 119, 31),
+    "surprise": (14, 127, 255),
+    "neutral": (127, 127, 127),
+}
+
+
+def draw_bars(image: np.ndarray, box, probs) -> None:
+    """The seven probabilities as labelled bars on a dark panel beside ``box``
+    (right of it, or left where the frame ends), for the live view."""
+    import cv2
+
+    h, w = image.shape[:2]
+    step, width, label = 12, 60, 26
+    panel_w, panel_h = label + width + 6, 7 * step + 4
+    a, b, c = int(box[0]), int(max(0, box[1])), int(box[2])
+    x = c + 4 if c + 4 + panel_w < w else a - 4 - panel_w
+    if x < 0 or b + panel_h > h:
+        return
+    cv2.rectangle(image, (x, b), (x + panel_w, b + panel_h), (30, 30, 30), -1)
+    for i, (name, p) in enumerate(zip(EMOTIONS, probs, strict=True)):
+        y = b + 2 + i * step
+        cv2.putText(
+            image,
+            name[:3],
+            (x + 3, y + step - 3),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.33,
+            (235, 235, 235),
+            1,
+            cv2.LINE_AA,
+        )
+        length = int(width * float(np.clip(p, 0, 1)))
+        cv2.rectangle(
+            image,
+            (x + label, y + 2),
+            (x + label + length, y + step - 2),
+            EMOTION_BGR[name],
+            -1,
+        )

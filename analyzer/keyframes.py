@@ -161,6 +161,13 @@ class KeyframeScheduler:
             self.classify.add(frame, self.current, shot, box_source)
         self.buffer, self.keys = [], []
 
+    def restart(self) -> None:
+        """End every track and detect on the next frame (a live source reopened)."""
+        self.flush()
+        self.tracker.end_tracks()
+        self.current = Faces.empty()
+        self.last_key = None
+
     def _carry(self, frame: Frame) -> tuple[Faces, str, bool]:
         """The current faces moved to ``frame``, how, and whether any was lost
         (its optical flow failed, or O-Net no longer sees a face in it). No

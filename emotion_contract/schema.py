@@ -76,6 +76,11 @@ TRACK_SCHEMA = pa.schema(
     ]
 )
 
+# Live mode (analyzer.live) adds to faces/ and frames/ the wall-clock time a frame
+# arrived (seconds since the epoch) and the connection it came from (a reopened
+# stream starts a new segment, and its timestamps may start again).
+LIVE_COLUMNS = (("wall_time_s", pa.float64()), ("segment", pa.int64()))
+
 FRAME_SCHEMA = pa.schema(
     [
         ("source", pa.string()),
