@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -102,6 +102,21 @@ class RunSummary:
         return [r for r in self.rows if r.status == "failed"]
 
 
+# An engine analyzes the sources at the given indices and yields ``(index, row)``
+# as each finishes, in any order: :func:`local_engine` here, or
+# :func:`analyzer.ray_engine.ray_engine` on a Ray cluster.
+Engine = Callable[[list[Source], list[int], Path, Runtime, bool], Iterator]
+
+
+def local_engine(
+    sources: list[Source], todo: list[int], out: Path, runtime: Runtime, progress: bool
+) -> Iterator[tuple[int, SourceRow]]:
+    """One source after another in this process."""
+    for index in todo:
+        check_free_space(out)
+        yield index, analyze_source(sources[index], out, runtime, progress=progress)
+
+
 def run(
     inputs: list[Path],
     out: Path,
@@ -111,15 +126,19 @@ def run(
     on_failure: Callable[[SourceRow], None] | None = None,
     annotate: bool = False,
     on_warning: Callable[[str], None] | None = None,
+    engine: Engine = local_engine,
+    engine_facts: dict | None = None,
 ) -> RunSummary:
     """Analyze every source under ``inputs`` into ``out``, resuming finished ones.
 
-    With ``annotate``, each ok video also gets ``OUT/annotated/<part>.mp4``
+    Sources already analyzed with the same settings are reused; ``engine`` analyzes
+    the rest (each source's part written by whoever analyzed it). With
+    ``annotate``, each ok video also gets ``OUT/annotated/<part>.mp4``
     (:mod:`analyzer.annotate`), made again when its rows are; a video that cannot
     be annotated keeps its rows and gets a warning.
 
     A source's part is in place as soon as that source is done, so an interrupted
-    run loses at most the source in progress and a rerun continues from there.
+    run loses at most the sources in progress and a rerun continues from there.
     While the run is going, ``run.json`` says ``"complete": false`` and there is
     no ``sources.parquet``; both are written when every source has been seen.
 
@@ -132,26 +151,40 @@ def run(
     _remove_temporaries(out)
     sources = find_sources(inputs, exclude=out)
     summary = RunSummary(rows=[])
+    facts = engine_facts or {"engine": "local"}
     started = dt.datetime.now(dt.timezone.utc)
     (out / SOURCES_FILE).unlink(missing_ok=True)
     (out / TRACKS_FILE).unlink(missing_ok=True)
-    _write_run_facts(out, runtime, summary, started, complete=False)
-    for source in tqdm(
-        sources, desc="sources", unit="file", position=0, disable=not progress
-    ):
-        check_free_space(out)
+    _write_run_facts(out, runtime, summary, started, complete=False, extra=facts)
+    rows: list[SourceRow | None] = [None] * len(sources)
+    todo = []
+    for index, source in enumerate(sources):
         row, why = reuse(source, out, runtime)
         if row is not None:
             summary.reused += 1
-        else:
-            if why:
-                summary.reanalyzed[why] = summary.reanalyzed.get(why, 0) + 1
-            # An annotated video made before shows the rows about to be replaced.
-            old = out / ANNOTATED_DIR / annotated_name(part_name(source.name))
-            old.unlink(missing_ok=True)
-            row = analyze_source(source, out, runtime, progress=progress)
+            rows[index] = row
+            continue
+        if why:
+            summary.reanalyzed[why] = summary.reanalyzed.get(why, 0) + 1
+        # An annotated video made before shows the rows about to be replaced.
+        old = out / ANNOTATED_DIR / annotated_name(part_name(source.name))
+        old.unlink(missing_ok=True)
+        todo.append(index)
+    with tqdm(
+        total=len(sources),
+        initial=len(sources) - len(todo),
+        desc="sources",
+        unit="file",
+        position=0,
+        disable=not progress,
+    ) as bar:
+        for index, row in engine(sources, todo, out, runtime, progress):
+            rows[index] = row
             if row.status == "failed" and on_failure:
                 on_failure(row)
+            bar.update(1)
+    _remove_temporaries(out)  # those of workers that died mid-source
+    for source, row in zip(sources, rows, strict=True):
         if row.status == "ok" and row.kind == "video" and row.part:
             row.annotated = _annotated(
                 source, out, row.part, annotate, progress, on_warning
@@ -160,7 +193,7 @@ def run(
     write_tracks(out, _track_rows(out, summary.rows))
     write_sources(out, summary.rows)
     summary.pruned = prune_parts(out, summary.rows)
-    _write_run_facts(out, runtime, summary, started, complete=True)
+    _write_run_facts(out, runtime, summary, started, complete=True, extra=facts)
     return summary
 
 
@@ -202,7 +235,7 @@ def _remove_temporaries(out: Path) -> None:
     """Temporary parts a killed run left behind (the caller holds the lock, so
     no other run is writing them)."""
     for d in (*PART_DIRS, ANNOTATED_DIR):
-        for path in (out / d).glob(".*.tmp") if (out / d).is_dir() else []:
+        for path in (out / d).glob(".*.tmp*") if (out / d).is_dir() else []:
             path.unlink(missing_ok=True)
 
 
@@ -213,22 +246,27 @@ def _write_run_facts(
     started: dt.datetime,
     *,
     complete: bool,
+    extra: dict | None = None,
 ) -> None:
     rows = summary.rows
     now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-    facts = runtime.run_metadata() | {
-        "complete": complete,
-        "started": started.isoformat(timespec="seconds"),
-        "finished": now if complete else None,
-        "sources": len(rows),
-        "ok": sum(r.status == "ok" for r in rows),
-        "failed": len(summary.failed),
-        "skipped": sum(r.status == "skipped" for r in rows),
-        "reused": summary.reused,
-        "reanalyzed": summary.reanalyzed,
-        "pruned_parts": summary.pruned,
-        "faces": sum(r.faces or 0 for r in rows),
-    }
+    facts = (
+        runtime.run_metadata()
+        | {
+            "complete": complete,
+            "started": started.isoformat(timespec="seconds"),
+            "finished": now if complete else None,
+            "sources": len(rows),
+            "ok": sum(r.status == "ok" for r in rows),
+            "failed": len(summary.failed),
+            "skipped": sum(r.status == "skipped" for r in rows),
+            "reused": summary.reused,
+            "reanalyzed": summary.reanalyzed,
+            "pruned_parts": summary.pruned,
+            "faces": sum(r.faces or 0 for r in rows),
+        }
+        | (extra or {})
+    )
     tmp = out / ".run.json.tmp"
     tmp.write_text(json.dumps(facts, indent=2) + "\n")
     tmp.replace(out / "run.json")

@@ -172,6 +172,25 @@ def build_parser() -> argparse.ArgumentParser:
         "networks (converted once, checked, cached); auto: LiteRT when installed",
     )
     parser.add_argument(
+        "--engine",
+        choices=("local", "ray"),
+        default="local",
+        help="local: one source after another here (default); ray: sources in "
+        "parallel on Ray workers (the [ray] extra)",
+    )
+    parser.add_argument(
+        "--ray-address",
+        metavar="ADDR",
+        help="join this Ray cluster (as `ray start --address`); default: start a "
+        "local Ray instance sized to this machine",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="Ray workers, each loading the models once (default: one per CPU)",
+    )
+    parser.add_argument(
         "--annotate",
         action="store_true",
         help="also write OUT/annotated/<source>.mp4 per video: every frame, faces "
@@ -207,12 +226,15 @@ def main(argv: list[str] | None = None) -> int:
         or not 0.0 <= args.min_score <= 1.0
         or not 0.0 <= args.smooth < math.inf
         or not 0.0 <= args.min_episode < math.inf
+        or (args.workers is not None and args.workers < 1)
+        or (args.engine != "ray" and (args.workers or args.ray_address))
     ):
         print(
             f"error: --batch-size must be 1 to {MAX_BATCH_SIZE}, --sample-fps a "
             "positive number, --detect-interval, --detect-max-side and --min-face "
             "not negative, --min-score in [0, 1], --smooth and --min-episode 0 or "
-            "more seconds",
+            "more seconds, --workers at least 1; --workers and --ray-address go "
+            "with --engine ray",
             file=sys.stderr,
         )
         return EXIT_USAGE
@@ -301,6 +323,22 @@ def _run(args) -> int:
     def warn(row) -> None:
         tqdm.write(f"warning: {row.source}: {row.error}", file=sys.stderr)
 
+    engine_kwargs = {}
+    if args.engine == "ray":
+        from emotion_contract.extras import MissingExtra
+
+        from .ray_engine import ray_engine
+
+        try:
+            engine_kwargs["engine"] = ray_engine(args.ray_address, args.workers)
+        except MissingExtra as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        engine_kwargs["engine_facts"] = {
+            "engine": "ray",
+            "ray_address": args.ray_address,
+            "workers": args.workers,
+        }
     if args.annotate:
         from .annotate import pick_encoder
 
@@ -314,6 +352,7 @@ def _run(args) -> int:
             on_failure=warn,
             annotate=args.annotate,
             on_warning=lambda m: tqdm.write(f"warning: {m}", file=sys.stderr),
+            **engine_kwargs,
         )
     except DiskFull as exc:
         print(f"error: {exc}", file=sys.stderr)

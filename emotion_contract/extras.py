@@ -2,7 +2,8 @@
 
 The core install analyzes video with the LiteRT copies shipped in the package.
 TensorFlow and Keras (training, the Keras runtimes, converting a model of one's
-own) come with ``[train]``; the RetinaFace detector with ``[retinaface]``.
+own) come with ``[train]``; the RetinaFace detector with ``[retinaface]``; the
+Ray engine with ``[ray]``.
 """
 
 from __future__ import annotations
@@ -18,7 +19,10 @@ class MissingExtra(ImportError):
 
 
 def install_hint(extra: str) -> str:
-    return f"pip install '{DISTRIBUTION}[{extra}]'"
+    return (
+        f"pip install '{DISTRIBUTION}[{extra}]' "
+        f"(from a checkout: pip install -e \".[{extra}]\")"
+    )
 
 
 def require(

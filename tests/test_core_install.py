@@ -17,7 +17,15 @@ import pandas as pd
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-EXTRAS_ONLY = ("tensorflow", "keras", "tf_keras", "mtcnn", "retinaface", "matplotlib")
+EXTRAS_ONLY = (
+    "tensorflow",
+    "keras",
+    "tf_keras",
+    "mtcnn",
+    "retinaface",
+    "matplotlib",
+    "ray",
+)
 
 PRELUDE = f"""
 import runpy, sys
@@ -73,6 +81,7 @@ def test_the_core_install_analyzes_with_the_shipped_copies(tmp_path):
         (["--classifier-runtime", "keras"], "train"),
         (["--detector", "retinaface"], "retinaface"),
         (["--detector-runtime", "keras"], "train"),
+        (["--engine", "ray"], "ray"),
     ],
 )
 def test_asking_for_an_extra_names_it(tmp_path, args, extra):
@@ -81,6 +90,7 @@ def test_asking_for_an_extra_names_it(tmp_path, args, extra):
     )
     assert done.returncode == 2, done.stderr
     assert f"pip install 'emotion-analytics[{extra}]'" in done.stderr
+    assert f'pip install -e ".[{extra}]"' in done.stderr
 
 
 def test_a_model_without_a_copy_names_the_train_extra(tmp_path, tiny_model):

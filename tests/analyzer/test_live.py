@@ -241,7 +241,12 @@ def test_live_page_shows_frames_and_charts(tmp_path, runtime):
         url = f"http://127.0.0.1:{port}/"
         shots = Path(ARTIFACTS) if ARTIFACTS else tmp_path / "screenshots"
         shots.mkdir(parents=True, exist_ok=True)
-        common = [CHROMIUM, *BROWSER_FLAGS, "--virtual-time-budget=5000", "--window-size=1000,900"]
+        common = [
+            CHROMIUM,
+            *BROWSER_FLAGS,
+            "--virtual-time-budget=5000",
+            "--window-size=1000,900",
+        ]
         dom = subprocess.run(
             [*common, f"--user-data-dir={tmp_path / 'u1'}", "--dump-dom", url],
             capture_output=True,
