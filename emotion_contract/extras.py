@@ -21,7 +21,7 @@ class MissingExtra(ImportError):
 def install_hint(extra: str) -> str:
     return (
         f"pip install '{DISTRIBUTION}[{extra}]' "
-        f"(from a checkout: pip install -e \".[{extra}]\")"
+        f'(from a checkout: pip install -e ".[{extra}]")'
     )
 
 
