@@ -63,10 +63,9 @@ def assert_same_tables(a: Path, b: Path) -> None:
 @needs_media
 def test_ray_and_local_engines_write_the_same_tables(tmp_path, local_ray, shipped):
     inputs = _inputs(tmp_path / "in", "cuts.mp4", "woman2.mp4", "phone_street.mp4")
-    local = run([inputs], tmp_path / "local", shipped, progress=False)
-    on_ray = run(
-        [inputs], tmp_path / "ray", shipped, progress=False, engine=ray_engine()
-    )
+    both = [inputs, ROOT / "samples"]
+    local = run(both, tmp_path / "local", shipped, progress=False)
+    on_ray = run(both, tmp_path / "ray", shipped, progress=False, engine=ray_engine())
     assert [r.status for r in on_ray.rows] == [r.status for r in local.rows]
     assert sum(r.status == "failed" for r in on_ray.rows) == 1  # broken.mp4
     assert_same_tables(tmp_path / "local", tmp_path / "ray")
