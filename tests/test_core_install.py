@@ -25,6 +25,8 @@ EXTRAS_ONLY = (
     "retinaface",
     "matplotlib",
     "ray",
+    "dlib",
+    "face_recognition_models",
 )
 
 PRELUDE = f"""
