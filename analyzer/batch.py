@@ -27,12 +27,14 @@ from .records import (
     FACES_DIR,
     FRAMES_DIR,
     PART_DIRS,
+    PERSONS_FILE,
     SHOTS_DIR,
     SOURCES_FILE,
     TRACKS_FILE,
     SourceRow,
     part_name,
     read_part_metadata,
+    write_persons,
     write_sources,
     write_tracks,
 )
@@ -50,7 +52,7 @@ def reuse(source: Source, out: Path, runtime: Runtime) -> tuple[SourceRow | None
     name = part_name(source.name)
     parts = {d: (out / d / name).is_file() for d in PART_DIRS}
     meta = read_part_metadata(out / FACES_DIR / name)
-    if meta is None or "source_row" not in meta or "tracks" not in meta:
+    if meta is None or not {"source_row", "tracks", "persons"} <= set(meta):
         return None, "part missing" if any(parts.values()) else ""
     if meta.get("settings_key") != runtime.key:
         return None, "settings changed"
@@ -155,6 +157,7 @@ def run(
     started = dt.datetime.now(dt.timezone.utc)
     (out / SOURCES_FILE).unlink(missing_ok=True)
     (out / TRACKS_FILE).unlink(missing_ok=True)
+    (out / PERSONS_FILE).unlink(missing_ok=True)
     _write_run_facts(out, runtime, summary, started, complete=False, extra=facts)
     rows: list[SourceRow | None] = [None] * len(sources)
     todo = []
@@ -190,7 +193,8 @@ def run(
                 source, out, row.part, annotate, progress, on_warning
             )
         summary.rows.append(row)
-    write_tracks(out, _track_rows(out, summary.rows))
+    write_tracks(out, _part_rows(out, summary.rows, "tracks"))
+    write_persons(out, _part_rows(out, summary.rows, "persons"))
     write_sources(out, summary.rows)
     summary.pruned = prune_parts(out, summary.rows)
     _write_run_facts(out, runtime, summary, started, complete=True, extra=facts)
@@ -221,13 +225,13 @@ def _annotated(
     return path.relative_to(out).as_posix() if path.is_file() else None
 
 
-def _track_rows(out: Path, rows: list[SourceRow]) -> list[dict]:
-    """Every ok source's track rows, from its part's metadata."""
+def _part_rows(out: Path, rows: list[SourceRow], key: str) -> list[dict]:
+    """Every ok source's ``tracks`` or ``persons`` rows, from its part's metadata."""
     found = []
     for row in rows:
         if row.status == "ok" and row.part:
             meta = read_part_metadata(out / FACES_DIR / row.part) or {}
-            found += meta.get("tracks", [])
+            found += meta.get(key, [])
     return found
 
 

@@ -24,10 +24,13 @@ class CropBatcher:
 
     IN_FLIGHT = 2
 
-    def __init__(self, runtime: Runtime, part: PartWriter, source: str) -> None:
+    def __init__(
+        self, runtime: Runtime, part: PartWriter, source: str, samples=None
+    ) -> None:
         from concurrent.futures import ThreadPoolExecutor
 
         self.runtime, self.part, self.source = runtime, part, source
+        self.samples = samples  # analyzer.reid.TrackSamples: faces to embed
         self.pending: list[tuple[Frame, Faces, list[np.ndarray], int, str]] = []
         self.crops = 0
         self._worker = ThreadPoolExecutor(1, thread_name_prefix="classifier")
@@ -41,6 +44,8 @@ class CropBatcher:
 
     def add(self, frame: Frame, faces: Faces, shot: int, box_source: str) -> None:
         crops = self.runtime.classifier.crops(frame.image, faces.boxes)
+        if self.samples is not None and box_source == "detected" and len(faces):
+            self.samples.offer(frame.image, frame.timestamp_s, faces)
         # Keep the crops, not the frame: memory stays flat however long the video.
         stub = Frame(frame.index, frame.timestamp_s, None)
         self.pending.append((stub, faces, crops, shot, box_source))

@@ -20,6 +20,7 @@ from .config import (
     DEFAULT_DETECT_INTERVAL_S,
     DEFAULT_MIN_EPISODE_S,
     DEFAULT_MIN_FACE,
+    DEFAULT_REID_THRESHOLD,
     DEFAULT_SAMPLE_FPS,
     DEFAULT_SMOOTH_S,
 )
@@ -172,6 +173,20 @@ def build_parser() -> argparse.ArgumentParser:
         "networks (converted once, checked, cached); auto: LiteRT when installed",
     )
     parser.add_argument(
+        "--reid",
+        default="auto",
+        help="link each video's tracks into persons (the person column): dlib "
+        "(the [reid] extra), none, or auto (dlib when installed)",
+    )
+    parser.add_argument(
+        "--reid-threshold",
+        type=float,
+        default=DEFAULT_REID_THRESHOLD,
+        metavar="D",
+        help="tracks whose face embeddings are further apart than this are never "
+        f"one person (default: {DEFAULT_REID_THRESHOLD:g})",
+    )
+    parser.add_argument(
         "--engine",
         choices=("local", "ray"),
         default="local",
@@ -227,6 +242,7 @@ def main(argv: list[str] | None = None) -> int:
         or not 0.0 <= args.smooth < math.inf
         or not 0.0 <= args.min_episode < math.inf
         or (args.workers is not None and args.workers < 1)
+        or not args.reid_threshold > 0
         or (args.engine != "ray" and (args.workers or args.ray_address))
     ):
         print(
@@ -304,10 +320,14 @@ def _run(args) -> int:
         min_score=args.min_score,
         smooth_s=args.smooth,
         min_episode_s=args.min_episode,
+        reid=args.reid,
+        reid_threshold=args.reid_threshold,
     )
+    from emotion_contract.extras import MissingExtra
+
     try:
         runtime = Runtime.create(config)
-    except (ModelUnavailable, DetectorUnavailable, KeyError) as exc:
+    except (ModelUnavailable, DetectorUnavailable, KeyError, MissingExtra) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     detector = runtime.detector_name

@@ -22,6 +22,9 @@ DEFAULT_MIN_FACE = 32
 # chosen on a video of FER2013 validation faces, docs/timeline.md).
 DEFAULT_SMOOTH_S = 0.25
 DEFAULT_MIN_EPISODE_S = 0.5
+# Tracks within this distance of each other may be one person (analyzer.reid;
+# chosen on cuts.mp4 and copies of it, docs/reid.md).
+DEFAULT_REID_THRESHOLD = 0.5
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,10 @@ class AnalyzerConfig:
             seconds (0: the smoothed columns equal the raw ones).
         min_episode_s: runs of one smoothed emotion shorter than this merge into a
             neighbouring episode.
+        reid: the embedding backend that links a source's tracks into persons
+            (``dlib``), ``none``, or ``auto`` (``dlib`` when the ``[reid]`` extra
+            is installed, else none).
+        reid_threshold: tracks further apart than this are never one person.
     """
 
     model: Path | None = None
@@ -80,6 +87,8 @@ class AnalyzerConfig:
     detector_runtime: str = "auto"
     smooth_s: float = DEFAULT_SMOOTH_S
     min_episode_s: float = DEFAULT_MIN_EPISODE_S
+    reid: str = "auto"
+    reid_threshold: float = DEFAULT_REID_THRESHOLD
 
     def __post_init__(self) -> None:
         if self.sample_fps is not None and self.sample_fps <= 0:
@@ -88,6 +97,8 @@ class AnalyzerConfig:
             raise ValueError("batch sizes must be at least 1")
         if not (self.smooth_s >= 0 and self.min_episode_s >= 0):  # NaN fails too
             raise ValueError("--smooth and --min-episode must be 0 or more seconds")
+        if not self.reid_threshold > 0:
+            raise ValueError("--reid-threshold must be positive")
 
     @property
     def sampling(self) -> str:
@@ -101,6 +112,7 @@ def settings_key(
     detector: str,
     version: str,
     detector_runtime: str | None = None,
+    reid: str | None = None,
 ) -> str:
     """A hash of everything that changes a source's rows: equal keys, same output.
 
@@ -114,6 +126,7 @@ def settings_key(
         "detector": detector,
         "detector_runtime": detector_runtime,
         "version": version,
+        "reid": reid,  # as resolved: auto means dlib on one machine, none on another
     }
     for key in ("batch_size", "detect_batch", "classifier_runtime"):
         facts.pop(key)

@@ -265,6 +265,7 @@ class RollingParts:
             if n
             else np.zeros(0, dtype=object)
         )
+        faces["person"] = np.full(n, None, dtype=object)  # not linked live
         faces["wall_time_s"] = np.full(n, frame["wall_time_s"])
         faces["segment"] = np.full(n, frame["segment"], dtype=np.int64)
         self._faces.append(faces)
@@ -592,6 +593,7 @@ def main(argv: list[str] | None = None) -> int:
         classifier_runtime=args.classifier_runtime,
         detector_runtime=args.detector_runtime,
         smooth_s=args.smooth,
+        reid="none",  # persons are linked per finished source, not live
     )
     try:
         check_output(args.out, [])

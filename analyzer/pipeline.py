@@ -78,7 +78,12 @@ def _analyze_frames(
     """Detect, track and classify every frame; returns the track ids seen.
 
     A video's shots are written to ``shots/``."""
-    with CropBatcher(runtime, part, source.name) as classify:
+    samples = None
+    if tracked and runtime.embedder is not None:
+        from .reid import TrackSamples
+
+        samples = TrackSamples()
+    with CropBatcher(runtime, part, source.name, samples) as classify:
         detections = KeyframeScheduler(runtime, classify, source.name, tracked)
         for frame in frames:
             detections.add(frame)
@@ -86,6 +91,10 @@ def _analyze_frames(
         classify.finish()
     if tracked and detections.shot_log.rows:
         part.add_shots(detections.shot_log.columns())
+    if samples is not None:
+        part.set_embeddings(
+            samples.embed(runtime.embedder), runtime.config.reid_threshold
+        )
     return detections.track_ids
 
 

@@ -40,6 +40,8 @@ from emotion_contract.schema import (  # noqa: F401  (the writer's columns, re-e
     META_KEY,
     NULLABLE_FLOATS,
     PART_DIRS,
+    PERSON_SCHEMA,
+    PERSONS_FILE,
     RAW_FACE_SCHEMA,
     SHOT_SCHEMA,
     SHOTS_DIR,
@@ -51,7 +53,7 @@ from emotion_contract.schema import (  # noqa: F401  (the writer's columns, re-e
     SourceRow,
 )
 
-from . import timeline
+from . import reid, timeline
 
 _NUMPY_TYPES = {
     pa.int64(): np.int64,
@@ -220,6 +222,9 @@ class PartWriter:
         self.smooth_s, self.min_episode_s = smooth_s, min_episode_s
         self.faces = self.frame_count = self.frames_with_faces = 0
         self.tracks: list[dict] = []
+        self.persons: list[dict] = []
+        self._embeddings: dict[int, np.ndarray] = {}
+        self._reid_threshold = 0.0
 
     def __enter__(self) -> PartWriter:
         for path in self.tmp.values():
@@ -274,6 +279,10 @@ class PartWriter:
         self._shots.add(columns)
         self.shots += len(columns["shot"])
 
+    def set_embeddings(self, embeddings: dict, threshold: float) -> None:
+        """Track vectors (:mod:`analyzer.reid`) to link into persons at the end."""
+        self._embeddings, self._reid_threshold = embeddings, threshold
+
     def set_summary(self, row: SourceRow) -> None:
         """Store the source's ``sources.parquet`` row in the part (for resume;
         the path is stored where the file is found again)."""
@@ -323,8 +332,15 @@ class PartWriter:
             step_s=float(np.median(steps)) if len(steps) else 0.0,
             frame_indices=np.asarray(self._frame_index, dtype=np.int64),
         )
+        persons = self._link(found.tracks)
+        for track in found.tracks:
+            track["person"] = persons.get(track["track_id"])
         self.tracks = found.tracks
-        self.metadata = self.metadata | {"tracks": found.tracks}
+        self.persons = reid.person_rows(self.source, found.tracks)
+        self.metadata = self.metadata | {
+            "tracks": found.tracks,
+            "persons": self.persons,
+        }
         faces = pq.ParquetWriter(self.tmp[FACES_DIR], FACE_SCHEMA)
         try:
             done = 0
@@ -340,6 +356,10 @@ class PartWriter:
                 chunk = chunk.append_column(
                     "emotion_smoothed", to_arrow(list(top), pa.string())
                 )
+                ids = chunk.column("track_id").to_pylist()
+                chunk = chunk.append_column(
+                    "person", to_arrow([persons.get(i) for i in ids], pa.int64())
+                )
                 faces.write_table(chunk.cast(FACE_SCHEMA))
             # File-level metadata goes into the footer, so it is written last.
             faces.add_key_value_metadata({META_KEY: json.dumps(self.metadata).encode()})
@@ -349,6 +369,15 @@ class PartWriter:
             episodes = _Buffered(self.tmp[EPISODES_DIR], EPISODE_SCHEMA, 1 << 30)
             episodes.add(found.episodes)
             episodes.close()
+
+    def _link(self, tracks: list[dict]) -> dict[int, int]:
+        """Person ids by track id, for tracks with an embedding and a time span."""
+        spans = [
+            reid.TrackSpan(t["track_id"], t["first_s"], t["last_s"])
+            for t in tracks
+            if t["first_s"] is not None
+        ]
+        return reid.link_tracks(spans, self._embeddings, self._reid_threshold)
 
     def _discard(self) -> None:
         """Close what can be closed and remove every temporary file."""
@@ -383,11 +412,24 @@ def write_sources(out: Path, rows: list[SourceRow]) -> Path:
     return path
 
 
+def write_persons(out: Path, rows: list[dict]) -> Path:
+    """Write ``persons.parquet`` atomically (rows of :data:`PERSON_SCHEMA`)."""
+    path = Path(out) / PERSONS_FILE
+    tmp = path.with_name(f".{path.name}.tmp")
+    columns = [to_arrow([row[f.name] for row in rows], f.type) for f in PERSON_SCHEMA]
+    pq.write_table(pa.Table.from_arrays(columns, schema=PERSON_SCHEMA), tmp)
+    tmp.replace(path)
+    return path
+
+
 def write_tracks(out: Path, rows: list[dict]) -> Path:
     """Write ``tracks.parquet`` atomically (rows of :data:`TRACK_SCHEMA`)."""
     path = Path(out) / TRACKS_FILE
     tmp = path.with_name(f".{path.name}.tmp")
-    columns = [to_arrow([row[f.name] for row in rows], f.type) for f in TRACK_SCHEMA]
+    # A column a row lacks is null (``person`` where nothing was linked).
+    columns = [
+        to_arrow([row.get(f.name) for row in rows], f.type) for f in TRACK_SCHEMA
+    ]
     pq.write_table(pa.Table.from_arrays(columns, schema=TRACK_SCHEMA), tmp)
     tmp.replace(path)
     return path

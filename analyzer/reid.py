@@ -12,6 +12,7 @@ two of their tracks overlap in time (one person is never on screen twice).
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,22 +37,32 @@ class DlibEmbedder:
 
     def __init__(self) -> None:
         self.dlib = require("dlib", "reid", "Re-identification", package="dlib-bin")
-        models = require(
+        self._models = require(
             "face_recognition_models",
             "reid",
             "Re-identification",
             package="face-recognition-models",
         )
+        # Loading and the first (slow) call take about 0.3 s: done on a thread
+        # while the first video is decoded and analyzed.
+        self._ready = threading.Thread(target=self._load, name="reid-load", daemon=True)
+        self._ready.start()
+
+    def _load(self) -> None:
         self.shape = self.dlib.shape_predictor(
-            models.pose_predictor_five_point_model_location()
+            self._models.pose_predictor_five_point_model_location()
         )
         self.net = self.dlib.face_recognition_model_v1(
-            models.face_recognition_model_location()
+            self._models.face_recognition_model_location()
         )
+        blank = np.zeros((160, 160, 3), np.uint8)
+        rect = self.dlib.rectangle(20, 20, 140, 140)
+        self.net.compute_face_descriptor(blank, self.shape(blank, rect))
 
     def embed(self, image: np.ndarray, boxes: np.ndarray) -> np.ndarray:
         """``(n, 128)`` descriptors of the faces in ``boxes`` (x1, y1, x2, y2) of a
         BGR ``image``."""
+        self._ready.join()
         rgb = np.ascontiguousarray(image[..., ::-1])
         out = np.zeros((len(boxes), 128), np.float32)
         for i, (x1, y1, x2, y2) in enumerate(np.asarray(boxes, dtype=float)):
@@ -157,3 +168,109 @@ def pairwise_scores(predicted: dict[int, int], truth: dict[int, str]) -> dict:
         "precision": both / same_pred if same_pred else 1.0,
         "recall": both / same_true if same_true else 1.0,
     }
+
+
+def create_embedder(name: str):
+    """``(resolved name, embedder, why it is off)`` for ``--reid NAME``.
+
+    ``none`` turns re-identification off; ``auto`` is ``dlib`` when the
+    ``[reid]`` extra is installed and off (with the reason) when not.
+
+    Raises:
+        MissingExtra: ``dlib`` was asked for and the extra is not installed.
+        KeyError: an unknown backend name.
+    """
+    from emotion_contract.extras import MissingExtra
+
+    if name == "none":
+        return None, None, None
+    if name == "auto":
+        try:
+            return "dlib", EMBEDDERS.create("dlib"), None
+        except MissingExtra as exc:
+            return None, None, str(exc)
+    return name, EMBEDDERS.create(name), None
+
+
+class TrackSamples:
+    """Keeps, per track, the ``k`` best detections seen so far to embed later:
+    large and sure (shorter side x detector score), at least ``min_gap_s`` apart,
+    each as a crop around its box so the frame itself is not kept."""
+
+    def __init__(self, k: int = 3, min_gap_s: float = 0.5, context: float = 0.5):
+        self.k, self.min_gap_s, self.context = k, min_gap_s, context
+        self.kept: dict[int, list[tuple[float, float, np.ndarray, np.ndarray]]] = {}
+
+    def offer(self, image: np.ndarray, t: float | None, faces) -> None:
+        h, w = image.shape[:2]
+        t = 0.0 if t is None else float(t)
+        for box, score, track in zip(
+            faces.boxes, faces.scores, faces.track_ids, strict=True
+        ):
+            side = float(min(box[2] - box[0], box[3] - box[1]))
+            quality = side * (0.0 if np.isnan(score) else float(score))
+            if quality <= 0:
+                continue
+            kept = self.kept.setdefault(int(track), [])
+            near = [i for i, s in enumerate(kept) if abs(s[1] - t) < self.min_gap_s]
+            if near:
+                i = near[0]
+                if quality <= kept[i][0]:
+                    continue
+                del kept[i]
+            elif len(kept) >= self.k:
+                worst = min(range(len(kept)), key=lambda i: kept[i][0])
+                if quality <= kept[worst][0]:
+                    continue
+                del kept[worst]
+            pad = self.context * side
+            x0, y0 = int(max(0, box[0] - pad)), int(max(0, box[1] - pad))
+            x1, y1 = int(min(w, box[2] + pad)), int(min(h, box[3] + pad))
+            crop = image[y0:y1, x0:x1].copy()
+            kept.append((quality, t, crop, box - np.array([x0, y0, x0, y0])))
+
+    def embed(self, embedder) -> dict[int, np.ndarray]:
+        """Each track's vector: the mean descriptor of its kept faces."""
+        return {
+            track: track_embedding(
+                np.stack(
+                    [embedder.embed(crop, box[None])[0] for _, _, crop, box in kept]
+                )
+            )
+            for track, kept in self.kept.items()
+            if kept
+        }
+
+
+def person_rows(source: str, tracks: list[dict]) -> list[dict]:
+    """One summary row per person from the source's track rows (which carry
+    ``person``): tracks, time span, faces, and the share of each emotion over the
+    person's tracks, weighted by each track's faces."""
+    from emotion_contract.labels import EMOTIONS
+
+    rows = []
+    persons = sorted({t["person"] for t in tracks if t.get("person") is not None})
+    for person in persons:
+        mine = [t for t in tracks if t.get("person") == person]
+        weights = np.array([t["faces"] for t in mine], dtype=float)
+        shares = {
+            f"{e}_share": float(
+                np.average([t[f"{e}_share"] for t in mine], weights=weights)
+            )
+            for e in EMOTIONS
+        }
+        firsts = [t["first_s"] for t in mine if t["first_s"] is not None]
+        lasts = [t["last_s"] for t in mine if t["last_s"] is not None]
+        rows.append(
+            {
+                "source": source,
+                "person": int(person),
+                "tracks": len(mine),
+                "first_s": min(firsts) if firsts else None,
+                "last_s": max(lasts) if lasts else None,
+                "faces": int(weights.sum()),
+                **shares,
+                "emotion": max(EMOTIONS, key=lambda e: shares[f"{e}_share"]),
+            }
+        )
+    return rows

@@ -38,6 +38,9 @@ class Runtime:
     detector_name: str
     # O-Net face probabilities of boxes in a frame: the check on carried boxes.
     face_check: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None
+    # Face embeddings that link tracks into persons (analyzer.reid), or None.
+    embedder: object | None = None
+    reid_name: str | None = None
     key: str = field(init=False)
 
     def __post_init__(self) -> None:
@@ -47,6 +50,7 @@ class Runtime:
             detector=self.detector_name,
             version=__version__,
             detector_runtime=self.detector_runtime,
+            reid=self.reid_name,
         )
 
     @classmethod
@@ -75,7 +79,12 @@ class Runtime:
         name = resolve(config.detector)
         detector = create_detector(name, runtime=config.detector_runtime)
         check = _face_check(detector) if config.box_check else None
-        return cls(config, detector, classifier, name, check)
+        from .reid import create_embedder
+
+        reid_name, embedder, why = create_embedder(config.reid)
+        if why:
+            logger.warning("re-identification is off (person stays null): %s", why)
+        return cls(config, detector, classifier, name, check, embedder, reid_name)
 
     @property
     def detector_runtime(self) -> str | None:
@@ -108,6 +117,8 @@ class Runtime:
                 "half_life_s": self.config.smooth_s,
                 "min_episode_s": self.config.min_episode_s,
             },
+            "reid": self.reid_name,
+            "reid_threshold": self.config.reid_threshold if self.reid_name else None,
             "settings_key": self.key,
         }
 

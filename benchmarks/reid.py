@@ -10,7 +10,11 @@ the time per embedded face. The same on mirrored, darker (x0.5) and zoomed (1.3x
 centre) copies of every frame, to check the threshold on material it was not
 chosen on.
 
-    python -m benchmarks.reid [--json reid.json]
+``--cost N`` also times N alternating pairs of whole runs on the 10x woman2 loop
+with ``--reid none`` and ``--reid dlib`` (the share of a run re-identification
+takes).
+
+    python -m benchmarks.reid [--cost 3] [--json reid.json]
 """
 
 from __future__ import annotations
@@ -132,9 +136,30 @@ def measure(clip: Path, out: Path, runtime: Runtime, truth: dict, embedder) -> d
     return result
 
 
+def cost(tmp: Path, pairs: int) -> dict:
+    import statistics
+
+    from .speed import loop_video, ours
+
+    looped = loop_video(MEDIA / "woman2.mp4", tmp / "woman2_x10.mp4", 10)
+    runs = []
+    for i in range(pairs):
+        off = ours(looped, tmp / f"off{i}", "--reid", "none")["wall_s"]
+        on = ours(looped, tmp / f"on{i}", "--reid", "dlib")["wall_s"]
+        runs.append({"none_s": off, "dlib_s": on, "share": round(1 - off / on, 3)})
+    tracks = pd.read_parquet(tmp / "on0" / "tracks.parquet")
+    return {
+        "input": "woman2.mp4 looped 10x",
+        "tracks": len(tracks),
+        "pairs": runs,
+        "median_share": statistics.median(r["share"] for r in runs),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--cost", type=int, default=0, metavar="N")
     args = parser.parse_args()
     truth = json.loads((MEDIA / "cuts.json").read_text())
     embedder = DlibEmbedder()
@@ -150,6 +175,8 @@ def main() -> None:
         ):
             runtime = Runtime.create(config)
             result[name] = measure(clip, tmp / name, runtime, truth, embedder)
+        if args.cost:
+            result["cost"] = cost(tmp, args.cost)
     print(json.dumps(result, indent=2))
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")

@@ -16,6 +16,7 @@ from .labels import EMOTIONS
 META_KEY = b"emotion_analyzer"
 FACES_DIR, FRAMES_DIR, SOURCES_FILE = "faces", "frames", "sources.parquet"
 SHOTS_DIR, EPISODES_DIR, TRACKS_FILE = "shots", "episodes", "tracks.parquet"
+PERSONS_FILE = "persons.parquet"
 ANNOTATED_DIR = "annotated"  # --annotate: one MP4 per video, not a table
 # A source's parts, faces/ renamed last.
 PART_DIRS = (SHOTS_DIR, EPISODES_DIR, FRAMES_DIR, FACES_DIR)
@@ -41,10 +42,13 @@ FACE_SCHEMA = pa.schema(
         # Over time within the track (analyzer.timeline); images: the raw values.
         *[(c, pa.float32()) for c in SMOOTHED],
         ("emotion_smoothed", pa.string()),
+        # The track's person within the source (analyzer.reid); null when
+        # re-identification is off or the track had no face to embed.
+        ("person", pa.int64()),
     ]
 )
 RAW_FACE_SCHEMA = pa.schema(  # what the analyzer writes before smoothing
-    [f for f in FACE_SCHEMA if f.name not in (*SMOOTHED, "emotion_smoothed")]
+    [f for f in FACE_SCHEMA if f.name not in (*SMOOTHED, "emotion_smoothed", "person")]
 )
 
 EPISODE_SCHEMA = pa.schema(
@@ -70,6 +74,20 @@ TRACK_SCHEMA = pa.schema(
         ("first_s", pa.float64()),
         ("last_s", pa.float64()),
         ("frames", pa.int64()),
+        ("faces", pa.int64()),
+        *[(c, pa.float64()) for c in SHARES],
+        ("emotion", pa.string()),
+        ("person", pa.int64()),
+    ]
+)
+
+PERSON_SCHEMA = pa.schema(
+    [
+        ("source", pa.string()),
+        ("person", pa.int64()),
+        ("tracks", pa.int64()),
+        ("first_s", pa.float64()),
+        ("last_s", pa.float64()),
         ("faces", pa.int64()),
         *[(c, pa.float64()) for c in SHARES],
         ("emotion", pa.string()),

@@ -39,6 +39,7 @@ FACE_COLUMNS = [
     "emotion",
     *[f"{e}_smoothed" for e in EMOTIONS],
     "emotion_smoothed",
+    "person",
 ]
 
 

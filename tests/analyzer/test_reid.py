@@ -110,3 +110,74 @@ def test_one_face_stays_close_under_mirroring_and_darkening(face_fixture):
             .boxes[:1]
         )
         assert np.linalg.norm(base - embedder.embed(frame.image, other)[0]) > 0.6
+
+
+def test_tables_carry_person_and_persons_parquet(tmp_path, tiny_model):
+    import pandas as pd
+
+    from analyzer.batch import run
+    from emotion_contract.schema import PERSON_SCHEMA
+
+    from ..helpers import moving_blob_video
+    from .test_pipeline import make_runtime
+
+    root = tmp_path / "in"
+    root.mkdir()
+    moving_blob_video(root / "clip.mp4", 20)
+    out = tmp_path / "out"
+    run([root], out, make_runtime(tiny_model, reid="none"), progress=False)
+    faces = pd.read_parquet(out / "faces")
+    assert "person" in faces and faces.person.isna().all()
+    assert pd.read_parquet(out / "tracks.parquet").person.isna().all()
+    persons = pd.read_parquet(out / "persons.parquet")
+    assert list(persons.columns) == PERSON_SCHEMA.names and persons.empty
+
+
+def test_auto_without_the_extra_turns_reid_off_once(monkeypatch, tiny_model, caplog):
+    from analyzer.config import AnalyzerConfig
+    from analyzer.runtime import Runtime
+
+    monkeypatch.setitem(sys.modules, "dlib", None)
+    config = AnalyzerConfig(model=tiny_model, detector="fake")
+    with caplog.at_level("WARNING"):
+        runtime = Runtime.create(config)
+    assert runtime.embedder is None and runtime.reid_name is None
+    warnings = [r for r in caplog.records if "re-identification is off" in r.message]
+    assert len(warnings) == 1 and "emotion-analytics[reid]" in warnings[0].message
+    with pytest.raises(MissingExtra):
+        Runtime.create(AnalyzerConfig(model=tiny_model, detector="fake", reid="dlib"))
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not MEDIA.is_dir(), reason="../shared/media absent")
+@pytest.mark.parametrize("every_frame", [False, True])
+def test_cuts_tracks_link_to_the_right_people(tmp_path, every_frame):
+    pytest.importorskip("dlib", reason="the [reid] extra is not installed")
+    import json
+    import shutil
+
+    import pandas as pd
+
+    from analyzer.batch import run
+    from analyzer.config import AnalyzerConfig
+    from analyzer.runtime import Runtime
+
+    root = tmp_path / "in"
+    root.mkdir()
+    shutil.copy(MEDIA / "cuts.mp4", root)
+    config = AnalyzerConfig(sample_fps=None) if every_frame else AnalyzerConfig()
+    run([root], tmp_path / "out", Runtime.create(config), progress=False)
+    tracks = pd.read_parquet(tmp_path / "out" / "tracks.parquet")
+    truth = json.loads((MEDIA / "cuts.json").read_text())
+    people = {}
+    for row in tracks.itertuples():
+        middle = (row.first_s + row.last_s) / 2
+        for seg in truth["segments"]:
+            if seg["start_s"] <= middle < seg["end_s"] and seg["person"]:
+                people[row.track_id] = seg["person"]
+    predicted = {r.track_id: int(r.person) for r in tracks.itertuples()}
+    scores = pairwise_scores(predicted, people)
+    assert scores["tracks"] >= 7
+    assert scores["precision"] == 1.0 and scores["recall"] == 1.0
+    persons = pd.read_parquet(tmp_path / "out" / "persons.parquet")
+    assert len(persons) == 2 and persons.tracks.sum() == len(tracks)
