@@ -142,6 +142,7 @@ def _video_page(env, run: RunData, row: dict, report: Path, max_points: int) -> 
             }
         )
     tracks.sort(key=lambda t: -t["rows"])
+    persons = _persons(faces, episodes, interval, max_points)
     no_face = int((frames["faces"] == 0).sum())
     page = f"{_slug('v', row['source'])}.html"
     _write_page(
@@ -156,9 +157,32 @@ def _video_page(env, run: RunData, row: dict, report: Path, max_points: int) -> 
             longest=top_episodes(episodes),
             smoothing=run.facts.get("smoothing"),
             annotated=_annotated_link(run, row, report),
+            persons=persons,
         ),
     )
     return page
+
+
+def _persons(faces, episodes, interval: float, max_points: int) -> list[dict]:
+    """One timeline per person (``person``, re-identification): all their tracks'
+    smoothed rows in time order, with gaps where the person is off screen."""
+    if "person" not in faces or faces["person"].isna().all():
+        return []
+    persons = []
+    for person, rows in faces.dropna(subset=["person"]).groupby("person"):
+        ids = sorted(int(t) for t in rows["track_id"].unique())
+        mine = episodes[episodes["track_id"].isin(ids)]
+        data = timeline(smoothed(rows.sort_values("timestamp_s")), interval, max_points)
+        persons.append(
+            {
+                "id": int(person),
+                "tracks": ids,
+                "start": float(rows["timestamp_s"].min()),
+                "end": float(rows["timestamp_s"].max()),
+                "figure": timeline_figure(data, mine),
+            }
+        )
+    return persons
 
 
 def _annotated_link(run: RunData, row: dict, report: Path) -> str | None:
@@ -221,7 +245,10 @@ def render_report(out: Path, *, max_points: int = 1500) -> Path:
     rows = [_clean(r) for r in run.sources.to_dict("records")]
     links = _folder_pages(env, run, rows, report)
     for row in rows:
-        row["shares"] = emotion_shares(run.source_faces(row["source"]))
+        faces = run.source_faces(row["source"])
+        row["shares"] = emotion_shares(faces)
+        linked = faces["person"].dropna() if "person" in faces else faces.iloc[:0, 0]
+        row["persons"] = int(linked.nunique()) if len(linked) else None
         row["thumb"] = (
             _source_thumb(run, row, report) if row["status"] == "ok" else None
         )

@@ -131,6 +131,11 @@ def test_tables_carry_person_and_persons_parquet(tmp_path, tiny_model):
     assert pd.read_parquet(out / "tracks.parquet").person.isna().all()
     persons = pd.read_parquet(out / "persons.parquet")
     assert list(persons.columns) == PERSON_SCHEMA.names and persons.empty
+    from reports import render
+
+    render(out)
+    (page,) = (out / "report").glob("v-*.html")
+    assert 'id="person-' not in page.read_text()  # nothing linked: tracks only
 
 
 def test_auto_without_the_extra_turns_reid_off_once(monkeypatch, tiny_model, caplog):
@@ -181,3 +186,10 @@ def test_cuts_tracks_link_to_the_right_people(tmp_path, every_frame):
     assert scores["precision"] == 1.0 and scores["recall"] == 1.0
     persons = pd.read_parquet(tmp_path / "out" / "persons.parquet")
     assert len(persons) == 2 and persons.tracks.sum() == len(tracks)
+    from reports import render
+
+    index = render(tmp_path / "out").read_text()
+    assert '<td class="num" data-sort="2">2</td>' in index  # persons per video
+    (page,) = (tmp_path / "out" / "report").glob("v-*.html")
+    html = page.read_text()
+    assert 'id="person-0"' in html and 'id="person-1"' in html
