@@ -23,6 +23,7 @@ from .annotate import annotate_video, annotated_name
 from .outdir import check_free_space, is_disk_full
 from .pipeline import analyze_source
 from .records import (
+    EMBEDDINGS_DIR,
     EPISODES_DIR,
     FACES_DIR,
     FRAMES_DIR,
@@ -60,8 +61,13 @@ def reuse(source: Source, out: Path, runtime: Runtime) -> tuple[SourceRow | None
         return None, "file changed"
     stored = meta["source_row"]
     shots_wanted = source.kind == "video" and stored.get("frames_analyzed")
-    if not parts[FRAMES_DIR] or (
-        shots_wanted and not (parts[SHOTS_DIR] and parts[EPISODES_DIR])
+    embeddings_wanted = (
+        source.kind == "video" and runtime.config.save_embeddings and runtime.embedder
+    )
+    if (
+        not parts[FRAMES_DIR]
+        or (shots_wanted and not (parts[SHOTS_DIR] and parts[EPISODES_DIR]))
+        or (embeddings_wanted and not parts[EMBEDDINGS_DIR])
     ):
         return None, "part missing"
     # The stored row, but where the file is now (the input may have moved).

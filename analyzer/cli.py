@@ -187,6 +187,12 @@ def build_parser() -> argparse.ArgumentParser:
         f"one person (default: {DEFAULT_REID_THRESHOLD:g})",
     )
     parser.add_argument(
+        "--save-embeddings",
+        action="store_true",
+        help="also write each track's face vector to OUT/embeddings/ (biometric "
+        "data: never written unless asked)",
+    )
+    parser.add_argument(
         "--engine",
         choices=("local", "ray"),
         default="local",
@@ -322,6 +328,7 @@ def _run(args) -> int:
         min_episode_s=args.min_episode,
         reid=args.reid,
         reid_threshold=args.reid_threshold,
+        save_embeddings=args.save_embeddings,
     )
     from emotion_contract.extras import MissingExtra
 
@@ -329,6 +336,13 @@ def _run(args) -> int:
         runtime = Runtime.create(config)
     except (ModelUnavailable, DetectorUnavailable, KeyError, MissingExtra) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.save_embeddings and runtime.embedder is None:
+        print(
+            "error: --save-embeddings needs re-identification: --reid dlib (the "
+            "[reid] extra), or auto with it installed",
+            file=sys.stderr,
+        )
         return EXIT_USAGE
     detector = runtime.detector_name
     if runtime.detector_runtime:

@@ -68,6 +68,8 @@ class AnalyzerConfig:
             (``dlib``), ``none``, or ``auto`` (``dlib`` when the ``[reid]`` extra
             is installed, else none).
         reid_threshold: tracks further apart than this are never one person.
+        save_embeddings: also write each track's face vector to
+            ``OUT/embeddings/`` (biometric data: off unless asked).
     """
 
     model: Path | None = None
@@ -89,6 +91,7 @@ class AnalyzerConfig:
     min_episode_s: float = DEFAULT_MIN_EPISODE_S
     reid: str = "auto"
     reid_threshold: float = DEFAULT_REID_THRESHOLD
+    save_embeddings: bool = False
 
     def __post_init__(self) -> None:
         if self.sample_fps is not None and self.sample_fps <= 0:

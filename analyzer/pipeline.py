@@ -134,6 +134,7 @@ def analyze_source(
             runtime.part_metadata(source),
             smooth_s=runtime.config.smooth_s,
             min_episode_s=runtime.config.min_episode_s,
+            save_embeddings=runtime.config.save_embeddings,
         ) as part:
             facts = _analyze_into(part, source, runtime, progress)
             row = source_row(

@@ -31,6 +31,9 @@ import pyarrow.parquet as pq
 
 from emotion_contract.labels import EMOTIONS
 from emotion_contract.schema import (  # noqa: F401  (the writer's columns, re-exported)
+    EMBEDDING_SCHEMA,
+    EMBEDDING_SIZE,
+    EMBEDDINGS_DIR,
     EPISODE_SCHEMA,
     EPISODES_DIR,
     FACE_SCHEMA,
@@ -213,6 +216,7 @@ class PartWriter:
         flush_rows: int = 20_000,
         smooth_s: float = 0.0,
         min_episode_s: float = 0.0,
+        save_embeddings: bool = False,
     ) -> None:
         self.source = metadata.get("source", name)
         self.final = {d: Path(out) / d / name for d in PART_DIRS}
@@ -223,7 +227,8 @@ class PartWriter:
         self.faces = self.frame_count = self.frames_with_faces = 0
         self.tracks: list[dict] = []
         self.persons: list[dict] = []
-        self._embeddings: dict[int, np.ndarray] = {}
+        self._embeddings: dict[int, np.ndarray] | None = None
+        self.save_embeddings = save_embeddings
         self._reid_threshold = 0.0
 
     def __enter__(self) -> PartWriter:
@@ -307,6 +312,8 @@ class PartWriter:
             self.tmp[SHOTS_DIR].unlink(missing_ok=True)
             self.tmp[EPISODES_DIR].unlink(missing_ok=True)
         self.raw.unlink(missing_ok=True)
+        if not self.tmp[EMBEDDINGS_DIR].exists():  # not asked for this time
+            self.final[EMBEDDINGS_DIR].unlink(missing_ok=True)
         for d, tmp in self.tmp.items():
             if tmp.exists():
                 tmp.replace(self.final[d])
@@ -365,10 +372,29 @@ class PartWriter:
             faces.add_key_value_metadata({META_KEY: json.dumps(self.metadata).encode()})
         finally:
             faces.close()
+        if self.save_embeddings and self._embeddings is not None:
+            self._write_embeddings(persons)
         if self.shots:
             episodes = _Buffered(self.tmp[EPISODES_DIR], EPISODE_SCHEMA, 1 << 30)
             episodes.add(found.episodes)
             episodes.close()
+
+    def _write_embeddings(self, persons: dict[int, int]) -> None:
+        tracks = sorted(self._embeddings)
+        flat = np.zeros((len(tracks), EMBEDDING_SIZE), np.float32)
+        for i, t in enumerate(tracks):
+            flat[i] = self._embeddings[t]
+        values = pa.Array.from_buffers(
+            pa.float32(), flat.size, [None, pa.py_buffer(flat.ravel())]
+        )
+        columns = [
+            to_arrow([self.source] * len(tracks), pa.string()),
+            to_arrow(np.asarray(tracks, dtype=np.int64), pa.int64()),
+            to_arrow([persons.get(t) for t in tracks], pa.int64()),
+            pa.FixedSizeListArray.from_arrays(values, EMBEDDING_SIZE),
+        ]
+        table = pa.Table.from_arrays(columns, schema=EMBEDDING_SCHEMA)
+        pq.write_table(table, self.tmp[EMBEDDINGS_DIR])
 
     def _link(self, tracks: list[dict]) -> dict[int, int]:
         """Person ids by track id, for tracks with an embedding and a time span."""
@@ -377,7 +403,7 @@ class PartWriter:
             for t in tracks
             if t["first_s"] is not None
         ]
-        return reid.link_tracks(spans, self._embeddings, self._reid_threshold)
+        return reid.link_tracks(spans, self._embeddings or {}, self._reid_threshold)
 
     def _discard(self) -> None:
         """Close what can be closed and remove every temporary file."""

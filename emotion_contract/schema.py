@@ -17,9 +17,13 @@ META_KEY = b"emotion_analyzer"
 FACES_DIR, FRAMES_DIR, SOURCES_FILE = "faces", "frames", "sources.parquet"
 SHOTS_DIR, EPISODES_DIR, TRACKS_FILE = "shots", "episodes", "tracks.parquet"
 PERSONS_FILE = "persons.parquet"
+# --save-embeddings: each track's face vector (biometric data, never written unless
+# asked), a part per video.
+EMBEDDINGS_DIR = "embeddings"
+EMBEDDING_SIZE = 128
 ANNOTATED_DIR = "annotated"  # --annotate: one MP4 per video, not a table
 # A source's parts, faces/ renamed last.
-PART_DIRS = (SHOTS_DIR, EPISODES_DIR, FRAMES_DIR, FACES_DIR)
+PART_DIRS = (SHOTS_DIR, EPISODES_DIR, EMBEDDINGS_DIR, FRAMES_DIR, FACES_DIR)
 SMOOTHED = tuple(f"{e}_smoothed" for e in EMOTIONS)
 SHARES = tuple(f"{e}_share" for e in EMOTIONS)
 
@@ -78,6 +82,15 @@ TRACK_SCHEMA = pa.schema(
         *[(c, pa.float64()) for c in SHARES],
         ("emotion", pa.string()),
         ("person", pa.int64()),
+    ]
+)
+
+EMBEDDING_SCHEMA = pa.schema(
+    [
+        ("source", pa.string()),
+        ("track_id", pa.int64()),
+        ("person", pa.int64()),
+        ("embedding", pa.list_(pa.float32(), EMBEDDING_SIZE)),
     ]
 )
 

@@ -193,3 +193,50 @@ def test_cuts_tracks_link_to_the_right_people(tmp_path, every_frame):
     (page,) = (tmp_path / "out" / "report").glob("v-*.html")
     html = page.read_text()
     assert 'id="person-0"' in html and 'id="person-1"' in html
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not MEDIA.is_dir(), reason="../shared/media absent")
+def test_embeddings_are_written_only_when_asked(tmp_path):
+    pytest.importorskip("dlib", reason="the [reid] extra is not installed")
+    import shutil
+
+    import pandas as pd
+
+    from analyzer.batch import run
+    from analyzer.config import AnalyzerConfig
+    from analyzer.runtime import Runtime
+
+    root = tmp_path / "in"
+    root.mkdir()
+    shutil.copy(MEDIA / "cuts.mp4", root)
+    out = tmp_path / "out"
+    run([root], out, Runtime.create(AnalyzerConfig()), progress=False)
+    assert not list(out.glob("embeddings/*.parquet"))  # the default writes none
+    asked = Runtime.create(AnalyzerConfig(save_embeddings=True))
+    run([root], out, asked, progress=False)
+    vectors = pd.read_parquet(out / "embeddings")
+    tracks = pd.read_parquet(out / "tracks.parquet")
+    assert len(vectors) == len(tracks) and len(vectors.embedding[0]) == 128
+    merged = vectors.merge(tracks, on=["source", "track_id"])
+    assert (merged.person_x == merged.person_y).all()
+    run([root], out, Runtime.create(AnalyzerConfig()), progress=False)
+    assert not list(out.glob("embeddings/*.parquet"))  # not asked: removed
+
+
+def test_save_embeddings_needs_reid(tmp_path):
+    from analyzer.cli import main
+
+    (tmp_path / "in").mkdir()
+    code = main(
+        [
+            str(tmp_path / "in"),
+            "--out",
+            str(tmp_path / "o"),
+            "--reid",
+            "none",
+            "--save-embeddings",
+            "-q",
+        ]
+    )
+    assert code == 2
