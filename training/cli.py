@@ -172,13 +172,26 @@ def _parser() -> argparse.ArgumentParser:
     av.add_argument(
         "--out", type=Path, required=True, help="where to save the averaged model"
     )
+    av.add_argument(
+        "--recompute-bn",
+        action="store_true",
+        help="recompute BatchNorm's moving statistics on the training faces after "
+        "averaging (the averaged statistics belong to no single set of weights)",
+    )
     return parser
 
 
 def _average(args) -> int:
     from .average import choose
 
-    report = choose(args.model, args.weights, args.data, args.out, cache_dir=args.cache)
+    report = choose(
+        args.model,
+        args.weights,
+        args.data,
+        args.out,
+        cache_dir=args.cache,
+        recompute_bn=args.recompute_bn,
+    )
     print(json.dumps(report))
     return 0
 
