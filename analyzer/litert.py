@@ -166,8 +166,12 @@ def write_copy(
     batch = batch.astype(np.float32)
     if target.is_file():
         # A copy that still matches (the model's metadata changed, not its
-        # weights) is kept: the converter's bytes vary between machines.
-        diff = _max_difference(target, keras_model, batch)
+        # weights) is kept: the converter's bytes vary between machines. A
+        # damaged one fails to load and is converted again.
+        try:
+            diff = _max_difference(target, keras_model, batch)
+        except Exception:  # LiteRT raises ValueError or RuntimeError on bad bytes
+            diff = float("inf")
         if diff <= MAX_ABS_DIFF:
             meta = {
                 "source": source.name,
