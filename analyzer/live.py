@@ -38,10 +38,10 @@ from emotion_contract.schema import (
     FRAME_SCHEMA,
     FRAMES_DIR,
     LIVE_COLUMNS,
-    META_KEY,
-    NULLABLE_FLOATS,
     SMOOTHED,
 )
+
+from .records import write_table
 
 logger = logging.getLogger(__name__)
 
@@ -221,25 +221,6 @@ class CausalSmoother:
         return smoothed
 
 
-def _part_file(path: Path, columns: dict, schema, metadata: dict) -> None:
-    """Write one table under a hidden temporary name and rename it into place."""
-    import pyarrow.parquet as pq
-
-    from analyzer.records import to_arrow
-
-    arrays = [
-        to_arrow(columns[f.name], f.type, nan_is_null=f.name in NULLABLE_FLOATS)
-        for f in schema
-    ]
-    table = pa.Table.from_arrays(arrays, schema=schema).replace_schema_metadata(
-        {META_KEY: json.dumps(metadata, default=str)}
-    )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(table, tmp)
-    tmp.replace(path)
-
-
 class RollingParts:
     """Buffers rows and commits them as ``live-<run>-<n>.parquet`` parts."""
 
@@ -286,8 +267,8 @@ class RollingParts:
             f.name: np.concatenate([c[f.name] for c in self._frames])
             for f in LIVE_FRAME_SCHEMA
         }
-        _part_file(self.out / FACES_DIR / name, faces, LIVE_FACE_SCHEMA, meta)
-        _part_file(self.out / FRAMES_DIR / name, frames, LIVE_FRAME_SCHEMA, meta)
+        write_table(self.out / FACES_DIR / name, faces, LIVE_FACE_SCHEMA, meta)
+        write_table(self.out / FRAMES_DIR / name, frames, LIVE_FRAME_SCHEMA, meta)
         self.faces += len(faces["frame_index"])
         self.frames += len(frames["frame_index"])
         self.parts += 1

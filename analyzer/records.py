@@ -425,37 +425,44 @@ def read_part_metadata(path: Path) -> dict | None:
         return None
 
 
-def write_sources(out: Path, rows: list[SourceRow]) -> Path:
-    """Write ``sources.parquet`` atomically."""
-    path = Path(out) / SOURCES_FILE
-    tmp = path.with_name(f".{path.name}.tmp")
-    columns = [
-        to_arrow([getattr(row, f.name) for row in rows], f.type) for f in SOURCE_SCHEMA
+def write_table(
+    path: Path, columns: dict, schema: pa.Schema, metadata: dict | None = None
+) -> Path:
+    """Write one table under a hidden temporary name and rename it into place, so a
+    reader never sees half a file; ``metadata`` goes under :data:`META_KEY`."""
+    arrays = [
+        to_arrow(columns[f.name], f.type, nan_is_null=f.name in NULLABLE_FLOATS)
+        for f in schema
     ]
-    table = pa.Table.from_arrays(columns, schema=SOURCE_SCHEMA)
+    table = pa.Table.from_arrays(arrays, schema=schema)
+    if metadata is not None:
+        table = table.replace_schema_metadata(
+            {META_KEY: json.dumps(metadata, default=str)}
+        )
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
     pq.write_table(table, tmp)
     tmp.replace(path)
     return path
 
 
+def _write_rows(path: Path, rows: list, schema: pa.Schema, get) -> Path:
+    columns = {f.name: [get(row, f.name) for row in rows] for f in schema}
+    return write_table(path, columns, schema)
+
+
+def write_sources(out: Path, rows: list[SourceRow]) -> Path:
+    """Write ``sources.parquet`` atomically."""
+    return _write_rows(Path(out) / SOURCES_FILE, rows, SOURCE_SCHEMA, getattr)
+
+
 def write_persons(out: Path, rows: list[dict]) -> Path:
     """Write ``persons.parquet`` atomically (rows of :data:`PERSON_SCHEMA`)."""
-    path = Path(out) / PERSONS_FILE
-    tmp = path.with_name(f".{path.name}.tmp")
-    columns = [to_arrow([row[f.name] for row in rows], f.type) for f in PERSON_SCHEMA]
-    pq.write_table(pa.Table.from_arrays(columns, schema=PERSON_SCHEMA), tmp)
-    tmp.replace(path)
-    return path
+    return _write_rows(Path(out) / PERSONS_FILE, rows, PERSON_SCHEMA, dict.get)
 
 
 def write_tracks(out: Path, rows: list[dict]) -> Path:
-    """Write ``tracks.parquet`` atomically (rows of :data:`TRACK_SCHEMA`)."""
-    path = Path(out) / TRACKS_FILE
-    tmp = path.with_name(f".{path.name}.tmp")
-    # A column a row lacks is null (``person`` where nothing was linked).
-    columns = [
-        to_arrow([row.get(f.name) for row in rows], f.type) for f in TRACK_SCHEMA
-    ]
-    pq.write_table(pa.Table.from_arrays(columns, schema=TRACK_SCHEMA), tmp)
-    tmp.replace(path)
-    return path
+    """Write ``tracks.parquet`` atomically (rows of :data:`TRACK_SCHEMA`; a column
+    a row lacks is null, ``person`` where nothing was linked)."""
+    return _write_rows(Path(out) / TRACKS_FILE, rows, TRACK_SCHEMA, dict.get)

@@ -128,26 +128,26 @@ def link_tracks(
     if not spans:
         return {}
     vectors = np.stack([embeddings[s.track_id] for s in spans])
+    first = np.array([s.first_s for s in spans])
+    last = np.array([s.last_s for s in spans])
+    # Between groups (a group sits at the index of its first member): the largest
+    # distance of any two of their tracks, and whether any two overlap in time; a
+    # merge updates both in place (complete linkage), so each step is one argmin.
     dist = np.linalg.norm(vectors[:, None] - vectors[None], axis=2)
-    groups = [[i] for i in range(len(spans))]
+    blocked = (first[:, None] <= last[None]) & (first[None] <= last[:, None])
+    members = [[i] for i in range(len(spans))]
     while True:
-        best, pair = None, None
-        for a in range(len(groups)):
-            for b in range(a + 1, len(groups)):
-                d = dist[np.ix_(groups[a], groups[b])].max()
-                if d > threshold or (best is not None and d >= best):
-                    continue
-                if any(
-                    spans[i].overlaps(spans[j]) for i in groups[a] for j in groups[b]
-                ):
-                    continue
-                best, pair = d, (a, b)
-        if pair is None:
+        cost = np.where(blocked, np.inf, dist)
+        a, b = sorted(np.unravel_index(np.argmin(cost), cost.shape))
+        if not cost[a, b] <= threshold:
             break
-        a, b = pair
-        groups[a] += groups.pop(b)
-    order = sorted(groups, key=lambda g: min(spans[i].first_s for i in g))
-    return {spans[i].track_id: person for person, g in enumerate(order) for i in g}
+        dist[a] = dist[:, a] = np.maximum(dist[a], dist[b])
+        blocked[a] = blocked[:, a] = blocked[a] | blocked[b]
+        blocked[b] = blocked[:, b] = True  # b is gone
+        members[a] += members[b]
+        members[b] = []
+    groups = [g for g in members if g]  # in order of first appearance
+    return {spans[i].track_id: person for person, g in enumerate(groups) for i in g}
 
 
 def pairwise_scores(predicted: dict[int, int], truth: dict[int, str]) -> dict:

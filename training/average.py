@@ -43,7 +43,14 @@ def recompute_batchnorm(model, images: np.ndarray, batch_size: int = 64) -> int:
     statistics by BatchNorm's momentum. Returns how many batches ran."""
     import keras
 
-    base = next(layer for layer in model.layers if isinstance(layer, keras.Model))
+    # The EfficientNet base: the nested model holding the BatchNorm layers (the
+    # augmentation block is a nested model too, and holds none).
+    base = next(
+        layer
+        for layer in model.layers
+        if isinstance(layer, keras.Model)
+        and any(isinstance(s, keras.layers.BatchNormalization) for s in layer.layers)
+    )
     resize = next((layer for layer in model.layers if layer.name == "resize"), None)
     batches = 0
     for start in range(0, len(images) - batch_size + 1, batch_size):

@@ -346,3 +346,23 @@ def test_shifted_flip_average_averages_two_opposite_windows(tmp_path):
     slow = EmotionClassifier(tmp_path / "avg.keras", runtime="keras")
     crops = x.astype(np.uint8)
     np.testing.assert_allclose(fast.predict(crops), slow.predict(crops), atol=1e-5)
+
+
+def test_recompute_batchnorm_moves_the_base_statistics():
+    import keras
+
+    from training.average import recompute_batchnorm
+    from training.model import build_model
+
+    model = build_model(replace(CPU, image_size=32))
+    base = model.get_layer("efficientnetb1")
+    bn = [
+        layer
+        for layer in base.layers
+        if isinstance(layer, keras.layers.BatchNormalization)
+    ]
+    before = [np.array(layer.moving_mean) for layer in bn]
+    faces = np.random.default_rng(0).integers(0, 256, (16, 48, 48), dtype=np.uint8)
+    assert recompute_batchnorm(model, faces, batch_size=8) == 2
+    after = [np.array(layer.moving_mean) for layer in bn]
+    assert all(np.abs(a - b).max() > 0 for a, b in zip(after, before, strict=True))
