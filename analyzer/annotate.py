@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from emotion_contract.labels import EMOTIONS
+from emotion_contract.labels import EMOTION_COLORS, EMOTIONS
 from emotion_contract.schema import ANNOTATED_DIR, FACES_DIR, FRAMES_DIR
 
 from .sources import Source, SourceError, VideoInfo, iter_video
@@ -196,15 +196,10 @@ def _open_stream(container, encoder: str, shape: tuple, fps: float | None):
     return stream
 
 
-# The report's and the live page's colours for the seven emotions, in BGR.
+# The emotions' shared colours (emotion_contract.labels), in OpenCV's BGR order.
 EMOTION_BGR = {
-    "angry": (40, 39, 214),
-    "disgust": (75, 86, 140),
-    "fear": (189, 103, 148),
-    "happy": (44, 160, 44),
-    "sad": (180, 119, 31),
-    "surprise": (14, 127, 255),
-    "neutral": (127, 127, 127),
+    e: tuple(int(c[k : k + 2], 16) for k in (5, 3, 1))
+    for e, c in EMOTION_COLORS.items()
 }
 
 

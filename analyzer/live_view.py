@@ -12,14 +12,13 @@ from __future__ import annotations
 import json
 import logging
 import threading
-import time
 from collections import deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
 
-from emotion_contract.labels import EMOTIONS
+from emotion_contract.labels import EMOTION_COLORS, EMOTIONS
 
 from .annotate import draw_bars, draw_faces
 
@@ -208,7 +207,7 @@ def _page(source: str) -> bytes:
     import jinja2
 
     env = jinja2.Environment(autoescape=True)
-    return env.from_string(PAGE).render(source=source, started=time.time()).encode()
+    return env.from_string(PAGE).render(source=source, colors=EMOTION_COLORS).encode()
 
 
 PAGE = """<!doctype html>
@@ -228,8 +227,7 @@ body { font-family: system-ui, sans-serif; margin: 16px; color: #222; }
 <div id="charts"></div>
 <script src="static/plotly.min.js"></script>
 <script>
-var colors = {angry: "#d62728", disgust: "#8c564b", fear: "#9467bd", happy: "#2ca02c",
-              sad: "#1f77b4", surprise: "#ff7f0e", neutral: "#7f7f7f"};
+var colors = {{ colors|tojson }};
 function update() {
   fetch("state.json", {cache: "no-store"}).then(function (r) { return r.json(); })
   .then(function (state) {

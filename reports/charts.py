@@ -5,17 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from emotion_contract.labels import EMOTIONS
+from emotion_contract.labels import EMOTION_COLORS, EMOTIONS
 
-COLORS = {
-    "angry": "#d62728",
-    "disgust": "#8c564b",
-    "fear": "#9467bd",
-    "happy": "#f2b701",
-    "sad": "#1f77b4",
-    "surprise": "#ff7f0e",
-    "neutral": "#9e9e9e",
-}
+COLORS = EMOTION_COLORS
 
 
 def _dominant_strip(data: pd.DataFrame):
