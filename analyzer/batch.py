@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 from tqdm import tqdm
 
 from emotion_contract.schema import ANNOTATED_DIR
@@ -35,6 +36,7 @@ from .records import (
     SourceRow,
     part_name,
     read_part_metadata,
+    relabel_persons,
     write_persons,
     write_sources,
     write_tracks,
@@ -104,6 +106,7 @@ class RunSummary:
     # Sources analyzed again although a part of theirs was there, by reason.
     reanalyzed: dict[str, int] = field(default_factory=dict)
     pruned: int = 0  # parts removed that belonged to no ok source of this run
+    relabeled: int = 0  # parts whose person ids changed (--link-across-sources)
 
     @property
     def failed(self) -> list[SourceRow]:
@@ -199,12 +202,61 @@ def run(
                 source, out, row.part, annotate, progress, on_warning
             )
         summary.rows.append(row)
+    summary.relabeled = assign_persons(out, summary.rows, runtime)
     write_tracks(out, _part_rows(out, summary.rows, "tracks"))
     write_persons(out, _part_rows(out, summary.rows, "persons"))
     write_sources(out, summary.rows)
     summary.pruned = prune_parts(out, summary.rows)
     _write_run_facts(out, runtime, summary, started, complete=True, extra=facts)
     return summary
+
+
+def assign_persons(out: Path, rows: list[SourceRow], runtime: Runtime) -> int:
+    """Settle the ``person`` ids of every ok source: as linked within each source,
+    or run-wide with ``--link-across-sources`` (persons of different sources
+    linked by their stored track vectors, :func:`analyzer.reid.link_across_sources`).
+    Parts whose ids change are rewritten; returns how many."""
+    parts = [r.part for r in rows if r.status == "ok" and r.part]
+    wanted: dict[str, dict[int, int | None]] = {}
+    for part in parts:
+        meta = read_part_metadata(out / FACES_DIR / part) or {}
+        wanted[part] = {
+            t["track_id"]: t.get("source_person", t.get("person"))
+            for t in meta.get("tracks", [])
+        }
+    if runtime.config.link_across_sources and runtime.embedder is not None:
+        _link_across_sources(out, parts, wanted, runtime.config.reid_threshold)
+    return sum(relabel_persons(out, part, wanted[part]) for part in parts)
+
+
+def _link_across_sources(
+    out: Path, parts: list[str], wanted: dict, threshold: float
+) -> None:
+    """Turn each part's own person ids in ``wanted`` into run-wide ones."""
+    import pyarrow.parquet as pq
+
+    from .reid import SourcePerson, link_across_sources
+
+    found = []
+    for part in parts:
+        path = out / EMBEDDINGS_DIR / part
+        if not path.is_file():
+            continue
+        table = pq.read_table(path, columns=["track_id", "embedding"])
+        flat = table.column("embedding").combine_chunks().flatten().to_numpy()
+        tracks = table.column("track_id").to_pylist()
+        vectors = dict(zip(tracks, flat.reshape(len(tracks), -1), strict=True))
+        local = wanted[part]
+        for person in sorted({p for p in local.values() if p is not None}):
+            mine = [v for t, v in vectors.items() if local.get(t) == person]
+            if mine:
+                found.append(SourcePerson(part, person, np.stack(mine)))
+    ids = link_across_sources(found, threshold)
+    run_ids = {(p.source, p.person): i for p, i in zip(found, ids, strict=True)}
+    for part in parts:
+        local = wanted[part]
+        for track, person in local.items():
+            local[track] = run_ids.get((part, person))
 
 
 def _annotated(
@@ -273,6 +325,8 @@ def _write_run_facts(
             "reused": summary.reused,
             "reanalyzed": summary.reanalyzed,
             "pruned_parts": summary.pruned,
+            "link_across_sources": runtime.config.link_across_sources,
+            "relabeled_parts": summary.relabeled,
             "faces": sum(r.faces or 0 for r in rows),
         }
         | (extra or {})

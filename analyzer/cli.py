@@ -23,6 +23,7 @@ from .config import (
     DEFAULT_REID_THRESHOLD,
     DEFAULT_SAMPLE_FPS,
     DEFAULT_SMOOTH_S,
+    LINK_NEEDS_EMBEDDINGS,
 )
 from .litert import RUNTIMES
 
@@ -193,6 +194,12 @@ def build_parser() -> argparse.ArgumentParser:
         "data: never written unless asked)",
     )
     parser.add_argument(
+        "--link-across-sources",
+        action="store_true",
+        help="one person id across all the run's videos (a participant recorded "
+        "in several files); needs --save-embeddings",
+    )
+    parser.add_argument(
         "--engine",
         choices=("local", "ray"),
         default="local",
@@ -259,6 +266,9 @@ def main(argv: list[str] | None = None) -> int:
             "with --engine ray",
             file=sys.stderr,
         )
+        return EXIT_USAGE
+    if args.link_across_sources and not args.save_embeddings:
+        print(f"error: {LINK_NEEDS_EMBEDDINGS}", file=sys.stderr)
         return EXIT_USAGE
     from .outdir import OutputError, OutputLock, check_output
 
@@ -329,6 +339,7 @@ def _run(args) -> int:
         reid=args.reid,
         reid_threshold=args.reid_threshold,
         save_embeddings=args.save_embeddings,
+        link_across_sources=args.link_across_sources,
     )
     from emotion_contract.extras import MissingExtra
 

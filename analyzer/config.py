@@ -25,6 +25,11 @@ DEFAULT_MIN_EPISODE_S = 0.5
 # Tracks within this distance of each other may be one person (analyzer.reid;
 # chosen on cuts.mp4 and copies of it, docs/reid.md).
 DEFAULT_REID_THRESHOLD = 0.5
+LINK_NEEDS_EMBEDDINGS = (
+    "--link-across-sources needs --save-embeddings: videos are linked by the track "
+    "vectors kept in OUT/embeddings/ (biometric data, so only when asked), which "
+    "also links videos analyzed by an earlier run"
+)
 
 
 @dataclass(frozen=True)
@@ -70,6 +75,9 @@ class AnalyzerConfig:
         reid_threshold: tracks further apart than this are never one person.
         save_embeddings: also write each track's face vector to
             ``OUT/embeddings/`` (biometric data: off unless asked).
+        link_across_sources: one person id across all the run's sources (a
+            participant recorded in several files), linked from the vectors in
+            ``OUT/embeddings/``, so it needs ``save_embeddings``.
     """
 
     model: Path | None = None
@@ -92,6 +100,7 @@ class AnalyzerConfig:
     reid: str = "auto"
     reid_threshold: float = DEFAULT_REID_THRESHOLD
     save_embeddings: bool = False
+    link_across_sources: bool = False
 
     def __post_init__(self) -> None:
         if self.sample_fps is not None and self.sample_fps <= 0:
@@ -102,6 +111,8 @@ class AnalyzerConfig:
             raise ValueError("--smooth and --min-episode must be 0 or more seconds")
         if not self.reid_threshold > 0:
             raise ValueError("--reid-threshold must be positive")
+        if self.link_across_sources and not self.save_embeddings:
+            raise ValueError(LINK_NEEDS_EMBEDDINGS)
 
     @property
     def sampling(self) -> str:
@@ -131,7 +142,10 @@ def settings_key(
         "version": version,
         "reid": reid,  # as resolved: auto means dlib on one machine, none on another
     }
-    for key in ("batch_size", "detect_batch", "classifier_runtime"):
+    # Linking across sources relabels finished parts at the end of a run instead of
+    # analyzing them again (analyzer.batch.assign_persons).
+    speed_only = ("batch_size", "detect_batch", "classifier_runtime")
+    for key in (*speed_only, "link_across_sources"):
         facts.pop(key)
     return hashlib.sha256(
         json.dumps(facts, sort_keys=True, default=str).encode()

@@ -341,7 +341,9 @@ class PartWriter:
         )
         persons = self._link(found.tracks)
         for track in found.tracks:
-            track["person"] = persons.get(track["track_id"])
+            # "source_person" stays as linked here; "person" may become a run-wide
+            # id later (relabel_persons, --link-across-sources).
+            track["person"] = track["source_person"] = persons.get(track["track_id"])
         self.tracks = found.tracks
         self.persons = reid.person_rows(self.source, found.tracks)
         self.metadata = self.metadata | {
@@ -414,6 +416,44 @@ class PartWriter:
                 pass
         for path in (*self.tmp.values(), self.raw):
             path.unlink(missing_ok=True)
+
+
+def relabel_persons(out: Path, part: str, persons: dict[int, int | None]) -> bool:
+    """Give a finished part's tracks these person ids (by track id) in ``faces/``,
+    in its metadata's track and person rows, and in ``embeddings/``; returns
+    whether anything changed. Each file is replaced atomically, and the ids are
+    always derived from ``source_person``, so a run stopped halfway redoes it."""
+    path = Path(out) / FACES_DIR / part
+    meta = read_part_metadata(path)
+    if meta is None:
+        return False
+    tracks = meta.get("tracks", [])
+    if all(persons.get(t["track_id"]) == t.get("person") for t in tracks):
+        return False
+    for track in tracks:
+        track["person"] = persons.get(track["track_id"])
+    meta["persons"] = reid.person_rows(meta.get("source", part), tracks)
+    vectors = Path(out) / EMBEDDINGS_DIR / part
+    if vectors.is_file():
+        _replace_person_column(vectors, persons)
+    _replace_person_column(path, persons, meta)
+    return True
+
+
+def _replace_person_column(
+    path: Path, persons: dict[int, int | None], metadata: dict | None = None
+) -> None:
+    """Rewrite a part's ``person`` column from its ``track_id`` column (and its
+    metadata, when given), under a temporary name renamed into place."""
+    table = pq.read_table(path)
+    ids = table.column("track_id").to_pylist()
+    column = to_arrow([persons.get(i) for i in ids], pa.int64())
+    table = table.set_column(table.schema.get_field_index("person"), "person", column)
+    if metadata is not None:
+        table = table.replace_schema_metadata({META_KEY: json.dumps(metadata)})
+    tmp = path.with_name(f".{path.name}.tmp")
+    pq.write_table(table, tmp)
+    tmp.replace(path)
 
 
 def read_part_metadata(path: Path) -> dict | None:

@@ -130,24 +130,76 @@ def link_tracks(
     vectors = np.stack([embeddings[s.track_id] for s in spans])
     first = np.array([s.first_s for s in spans])
     last = np.array([s.last_s for s in spans])
-    # Between groups (a group sits at the index of its first member): the largest
-    # distance of any two of their tracks, and whether any two overlap in time; a
-    # merge updates both in place (complete linkage), so each step is one argmin.
     dist = np.linalg.norm(vectors[:, None] - vectors[None], axis=2)
     blocked = (first[:, None] <= last[None]) & (first[None] <= last[:, None])
-    members = [[i] for i in range(len(spans))]
-    while True:
+    groups = complete_linkage(dist, blocked, threshold)
+    return {spans[i].track_id: person for person, g in enumerate(groups) for i in g}
+
+
+def complete_linkage(
+    dist: np.ndarray, blocked: np.ndarray, threshold: float
+) -> list[list[int]]:
+    """Agglomerative clustering of ``n`` items: groups (lists of item indices,
+    ordered by their first item) where every pair is at most ``threshold`` apart
+    and no pair is ``blocked``; the closest allowed pair of groups merges first.
+
+    Between groups (a group sits at the index of its first member) the matrices
+    hold the largest distance of any two of their items and whether any two are
+    blocked; a merge updates both in place, so each step is one argmin.
+    """
+    dist = np.array(dist, dtype=np.float64)
+    blocked = np.array(blocked, dtype=bool)
+    np.fill_diagonal(blocked, True)
+    members = [[i] for i in range(len(dist))]
+    while len(dist):
         cost = np.where(blocked, np.inf, dist)
         a, b = sorted(np.unravel_index(np.argmin(cost), cost.shape))
         if not cost[a, b] <= threshold:
             break
         dist[a] = dist[:, a] = np.maximum(dist[a], dist[b])
         blocked[a] = blocked[:, a] = blocked[a] | blocked[b]
+        blocked[a, a] = True
         blocked[b] = blocked[:, b] = True  # b is gone
         members[a] += members[b]
         members[b] = []
-    groups = [g for g in members if g]  # in order of first appearance
-    return {spans[i].track_id: person for person, g in enumerate(groups) for i in g}
+    return [sorted(g) for g in members if g]
+
+
+@dataclass
+class SourcePerson:
+    """One person as linked within one source, with its tracks' vectors."""
+
+    source: str
+    person: int
+    vectors: np.ndarray  # (tracks, size)
+
+
+def link_across_sources(persons: list[SourcePerson], threshold: float) -> list[int]:
+    """Run-wide person ids for persons linked within their sources (in the given
+    order; ids numbered by first appearance in it).
+
+    Complete linkage over every track of the persons: two persons merge when all
+    their tracks are within ``threshold``; two persons of one source never merge
+    (they were kept apart there). Time is not compared across sources: two
+    recordings of one session may run at the same time.
+    """
+    if not persons:
+        return []
+    vectors = np.concatenate([p.vectors for p in persons]).astype(np.float64)
+    starts = np.cumsum([0] + [len(p.vectors) for p in persons[:-1]])
+    squares = (vectors**2).sum(axis=1)
+    dist = np.zeros((len(persons), len(persons)))
+    for i, person in enumerate(persons):  # one person's tracks against all: small
+        mine = np.asarray(person.vectors, dtype=np.float64)
+        d2 = (mine**2).sum(axis=1)[:, None] + squares[None] - 2 * mine @ vectors.T
+        farthest = np.sqrt(np.maximum(d2, 0).max(axis=0))
+        dist[i] = np.maximum.reduceat(farthest, starts)
+    sources = np.array([p.source for p in persons], dtype=object)
+    blocked = sources[:, None] == sources[None]
+    ids = np.zeros(len(persons), dtype=np.int64)
+    for run_id, group in enumerate(complete_linkage(dist, blocked, threshold)):
+        ids[group] = run_id
+    return ids.tolist()
 
 
 def pairwise_scores(predicted: dict[int, int], truth: dict[int, str]) -> dict:

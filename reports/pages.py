@@ -262,6 +262,7 @@ def render_report(out: Path, *, max_points: int = 1500) -> Path:
         env.get_template("index.html").render(
             facts=run.facts,
             rows=rows,
+            people=_people_across(run, rows),
             colors=COLORS,
             emotions=EMOTIONS,
             totals=_totals(rows),
@@ -269,6 +270,28 @@ def render_report(out: Path, *, max_points: int = 1500) -> Path:
         ),
     )
     return index
+
+
+def _people_across(run: RunData, rows: list[dict]) -> list[dict]:
+    """With ``--link-across-sources``: one row per person of the run, with the
+    videos they appear in and their emotion shares over all of them."""
+    faces = run.faces
+    if not run.facts.get("link_across_sources") or "person" not in faces:
+        return []
+    links = {r["source"]: r.get("link") for r in rows}
+    people = []
+    for person, mine in faces.dropna(subset=["person"]).groupby("person"):
+        sources = sorted(mine["source"].unique())
+        people.append(
+            {
+                "id": int(person),
+                "videos": [(s, links.get(s)) for s in sources],
+                "tracks": int(mine.groupby(["source", "track_id"]).ngroups),
+                "faces": len(mine),
+                "shares": emotion_shares(mine),
+            }
+        )
+    return people
 
 
 def _totals(rows: list[dict]) -> dict:

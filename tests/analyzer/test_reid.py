@@ -12,8 +12,10 @@ import pytest
 
 from analyzer.reid import (
     DlibEmbedder,
+    SourcePerson,
     TrackSpan,
     choose_samples,
+    link_across_sources,
     link_tracks,
     pairwise_scores,
 )
@@ -45,6 +47,26 @@ def test_threshold_and_complete_linkage():
     assert len(set(link_tracks(spans, chain, threshold=0.9).values())) == 1
     assert persons[0] == 0  # numbered by first appearance
     assert link_tracks(spans, {}, threshold=0.5) == {}
+
+
+def test_persons_link_across_sources_but_never_within_one():
+    a, b = [0.0, 0.0], [1.0, 0.0]
+    persons = [
+        SourcePerson("one.mp4", 0, np.array([a, [0.1, 0]])),  # A in two tracks
+        SourcePerson("one.mp4", 1, np.array([b])),
+        SourcePerson("two.mp4", 0, np.array([b])),  # B first here
+        SourcePerson("two.mp4", 1, np.array([[0.05, 0]])),
+        SourcePerson("three.mp4", 0, np.array([[0.3, 0]])),  # near A and nobody else
+    ]
+    ids = link_across_sources(persons, threshold=0.35)
+    assert ids == [0, 1, 1, 0, 0]  # numbered by first appearance in the given order
+    # Complete linkage: three.mp4's person is 0.3 from A's farthest track, so a
+    # threshold of 0.25 keeps it apart.
+    assert link_across_sources(persons, threshold=0.25) == [0, 1, 1, 0, 2]
+    # Two persons of one source stay apart however close they are.
+    twins = [SourcePerson("one.mp4", i, np.array([a])) for i in range(2)]
+    assert link_across_sources(twins, threshold=1.0) == [0, 1]
+    assert link_across_sources([], threshold=0.5) == []
 
 
 def test_samples_are_large_sure_and_apart():
@@ -240,3 +262,91 @@ def test_save_embeddings_needs_reid(tmp_path):
         ]
     )
     assert code == 2
+
+
+def test_link_across_sources_needs_save_embeddings(tmp_path, capsys):
+    from analyzer.cli import main
+    from analyzer.config import AnalyzerConfig
+
+    (tmp_path / "in").mkdir()
+    args = [str(tmp_path / "in"), "--out", str(tmp_path / "o"), "-q"]
+    assert main([*args, "--link-across-sources"]) == 2
+    assert "needs --save-embeddings" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="needs --save-embeddings"):
+        AnalyzerConfig(link_across_sources=True)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not MEDIA.is_dir(), reason="../shared/media absent")
+def test_one_person_id_across_the_videos_of_a_run(tmp_path):
+    """woman2.mp4 and phone_street.mp4 are the two people of cuts.mp4 (cuts.json
+    says which shot comes from which file): with --link-across-sources every
+    track of the three files gets its person's one id; without, ids are per file
+    again, and switching reuses the analyzed parts."""
+    pytest.importorskip("dlib", reason="the [reid] extra is not installed")
+    import json
+    import shutil
+
+    import pandas as pd
+
+    from analyzer.batch import run
+    from analyzer.config import AnalyzerConfig
+    from analyzer.runtime import Runtime
+
+    root, out = tmp_path / "in", tmp_path / "out"
+    root.mkdir()
+    for name in ("cuts.mp4", "woman2.mp4", "phone_street.mp4"):
+        shutil.copy(MEDIA / name, root)
+    truth = json.loads((MEDIA / "cuts.json").read_text())
+    people = {"woman2.mp4": "A", "phone_street.mp4": "B"}
+
+    def person_of(row) -> str | None:
+        if row.source != "cuts.mp4":
+            return people[row.source]
+        middle = (row.first_s + row.last_s) / 2
+        for seg in truth["segments"]:
+            if seg["start_s"] <= middle < seg["end_s"]:
+                return seg["person"]
+        return None
+
+    def analyze(link: bool):
+        config = AnalyzerConfig(save_embeddings=True, link_across_sources=link)
+        summary = run([root], out, Runtime.create(config), progress=False)
+        tracks = pd.read_parquet(out / "tracks.parquet")
+        return summary, tracks
+
+    summary, tracks = analyze(link=True)
+    keys = {(r.source, r.track_id): i for i, r in enumerate(tracks.itertuples())}
+    truth_by = {keys[r.source, r.track_id]: person_of(r) for r in tracks.itertuples()}
+    predicted = {i: int(p) for i, p in enumerate(tracks.person)}
+    scores = pairwise_scores(predicted, {k: v for k, v in truth_by.items() if v})
+    assert scores["tracks"] >= 9
+    assert scores["precision"] == 1.0 and scores["recall"] == 1.0
+    assert tracks.person.nunique() == 2
+    faces = pd.read_parquet(out / "faces")
+    merged = faces.merge(tracks, on=["source", "track_id"])
+    assert (merged.person_x == merged.person_y).all()  # faces/ says the same
+    vectors = pd.read_parquet(out / "embeddings").merge(
+        tracks, on=["source", "track_id"]
+    )
+    assert (vectors.person_x == vectors.person_y).all()
+    persons = pd.read_parquet(out / "persons.parquet")
+    assert sorted(persons.groupby("person").source.nunique()) == [2, 2]
+    facts = json.loads((out / "run.json").read_text())
+    assert facts["link_across_sources"] is True and facts["complete"] is True
+
+    from reports import render
+
+    index = render(out).read_text()
+    assert 'id="run-person-0"' in index and 'id="run-person-1"' in index
+    assert index.count("cuts.mp4</a>") >= 3  # its row and both people's
+
+    summary, per_file = analyze(link=False)
+    assert summary.reused == 3 and summary.relabeled >= 1  # relabeled, not analyzed
+    for _, rows in per_file.groupby("source"):
+        assert sorted(rows.person.unique()) == list(range(rows.person.nunique()))
+    faces = pd.read_parquet(out / "faces").merge(per_file, on=["source", "track_id"])
+    assert (faces.person_x == faces.person_y).all()
+    summary, again = analyze(link=True)
+    assert summary.reused == 3
+    assert again.person.tolist() == tracks.person.tolist()
