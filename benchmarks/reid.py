@@ -10,11 +10,21 @@ the time per embedded face. The same on mirrored, darker (x0.5) and zoomed (1.3x
 centre) copies of every frame, to check the threshold on material it was not
 chosen on.
 
+The same chosen faces are also described by OpenCV's local binary pattern
+histograms (LBPH, in the opencv-contrib wheel the project installs anyway), the
+other face descriptor that works offline from what pip installs, to compare the
+two by their margin between people.
+
+``--across`` analyzes cuts.mp4 with woman2.mp4 and phone_street.mp4 (the files its
+shots come from, one person each) and mirrored, darker and zoomed copies of those
+two as separate videos, with ``--link-across-sources``, and scores the run-wide
+person ids over every track of the nine files.
+
 ``--cost N`` also times N alternating pairs of whole runs on the 10x woman2 loop
 with ``--reid none`` and ``--reid dlib`` (the share of a run re-identification
 takes).
 
-    python -m benchmarks.reid [--cost 3] [--json reid.json]
+    python -m benchmarks.reid [--across] [--cost 3] [--json reid.json]
 """
 
 from __future__ import annotations
@@ -75,7 +85,49 @@ def variant(image: np.ndarray, boxes: np.ndarray, kind: str):
     return image, boxes
 
 
-def measure(clip: Path, out: Path, runtime: Runtime, truth: dict, embedder) -> dict:
+class LbphDescriptor:
+    """OpenCV's LBPH face features (8x8 cells of 8-neighbour local binary pattern
+    histograms) of a box's grayscale 96 px crop, square-rooted and unit-normed so
+    that Euclidean distance is the Hellinger distance between histograms."""
+
+    name = "lbph"
+
+    def embed(self, image: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+        import cv2
+
+        out = []
+        gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+        for x1, y1, x2, y2 in np.asarray(boxes, dtype=float):
+            crop = gray[max(0, int(y1)) : int(y2), max(0, int(x1)) : int(x2)]
+            crop = cv2.resize(crop, (96, 96), interpolation=cv2.INTER_AREA)
+            recognizer = cv2.face.LBPHFaceRecognizer_create(1, 8, 8, 8)
+            recognizer.train([crop], np.array([0]))
+            hist = np.sqrt(np.maximum(recognizer.getHistograms()[0].ravel(), 0))
+            out.append(hist / max(np.linalg.norm(hist), 1e-12))
+        return np.stack(out)
+
+
+def separation(vectors: dict, people: dict) -> dict:
+    """Largest same-person and smallest different-person distance between tracks,
+    and their ratio (above 1: one threshold separates the people)."""
+    ids = [t for t in vectors if t in people]
+    same, diff = [], []
+    for i, a in enumerate(ids):
+        for b in ids[i + 1 :]:
+            d = float(np.linalg.norm(vectors[a] - vectors[b]))
+            (same if people[a] == people[b] else diff).append(d)
+    result = {
+        "same_person_max": round(max(same), 3) if same else None,
+        "different_min": round(min(diff), 3) if diff else None,
+    }
+    if same and diff:
+        result["margin_ratio"] = round(min(diff) / max(same), 3)
+    return result
+
+
+def measure(
+    clip: Path, out: Path, runtime: Runtime, truth: dict, embedder, others=()
+) -> dict:
     run([clip.parent], out, runtime, progress=False)
     faces = pd.read_parquet(out / "faces")
     faces = faces[faces.source == clip.name]
@@ -112,17 +164,10 @@ def measure(clip: Path, out: Path, runtime: Runtime, truth: dict, embedder) -> d
                 faces_embedded += 1
             vectors[track] = track_embedding(np.stack(per_face))
         seconds = time.perf_counter() - started
-        ids = [t for t in vectors if t in people]
-        same, diff = [], []
-        for i, a in enumerate(ids):
-            for b in ids[i + 1 :]:
-                d = float(np.linalg.norm(vectors[a] - vectors[b]))
-                (same if people[a] == people[b] else diff).append(d)
         result[kind] = {
             "faces_embedded": faces_embedded,
             "ms_per_face": round(1000 * seconds / max(faces_embedded, 1), 1),
-            "same_person_max": round(max(same), 3) if same else None,
-            "different_min": round(min(diff), 3) if diff else None,
+            **separation(vectors, people),
             "by_threshold": {
                 str(t): {
                     k: round(v, 3) if isinstance(v, float) else v
@@ -133,7 +178,103 @@ def measure(clip: Path, out: Path, runtime: Runtime, truth: dict, embedder) -> d
                 for t in THRESHOLDS
             },
         }
+    for other in others:  # the same faces, another descriptor
+        result[other.name] = {}
+        for kind in ("original", "mirrored", "darker", "zoomed"):
+            vectors, started, n = {}, time.perf_counter(), 0
+            for track, rows in chosen.items():
+                per_face = []
+                for _, row in rows.iterrows():
+                    box = np.array([[row.x1, row.y1, row.x2, row.y2]])
+                    image, b = variant(frames[int(row.frame_index)], box, kind)
+                    per_face.append(other.embed(image, b)[0])
+                    n += 1
+                vectors[track] = track_embedding(np.stack(per_face))
+            result[other.name][kind] = {
+                "ms_per_face": round(1000 * (time.perf_counter() - started) / n, 1),
+                **separation(vectors, people),
+            }
     return result
+
+
+def write_variant(source: Path, target: Path, kind: str) -> Path:
+    """A whole-video copy of ``source`` transformed frame by frame (``variant``)."""
+    import cv2
+
+    reader = cv2.VideoCapture(str(source))
+    fps = reader.get(cv2.CAP_PROP_FPS) or 30.0
+    writer = None
+    try:
+        while True:
+            ok, image = reader.read()
+            if not ok:
+                break
+            image, _ = variant(image, np.zeros((0, 4)), kind)
+            if writer is None:
+                h, w = image.shape[:2]
+                fourcc = cv2.VideoWriter_fourcc(*"mp4v")
+                writer = cv2.VideoWriter(str(target), fourcc, fps, (w, h))
+            writer.write(image)
+    finally:
+        reader.release()
+        if writer is not None:
+            writer.release()
+    return target
+
+
+def across(tmp: Path, truth: dict) -> dict:
+    """Run-wide person ids over cuts.mp4, its two source files and copies of them."""
+    root = tmp / "across"
+    root.mkdir()
+    people = {"woman2": "A", "phone_street": "B"}
+    (root / "cuts.mp4").write_bytes((MEDIA / "cuts.mp4").read_bytes())
+    for stem in people:
+        (root / f"{stem}.mp4").write_bytes((MEDIA / f"{stem}.mp4").read_bytes())
+        for kind in ("mirrored", "darker", "zoomed"):
+            write_variant(MEDIA / f"{stem}.mp4", root / f"{stem}-{kind}.mp4", kind)
+    out = tmp / "across-out"
+    config = AnalyzerConfig(save_embeddings=True, link_across_sources=True)
+    started = time.perf_counter()
+    run([root], out, Runtime.create(config), progress=False)
+    seconds = time.perf_counter() - started
+    tracks = pd.read_parquet(out / "tracks.parquet")
+
+    def person_of(row) -> str | None:
+        if row.source != "cuts.mp4":
+            return people[row.source.removesuffix(".mp4").split("-")[0]]
+        middle = (row.first_s + row.last_s) / 2
+        for seg in truth["segments"]:
+            if seg["start_s"] <= middle < seg["end_s"]:
+                return seg["person"]
+        return None
+
+    labels = {i: person_of(r) for i, r in enumerate(tracks.itertuples())}
+    labels = {i: p for i, p in labels.items() if p}
+    predicted = {i: int(p) for i, p in enumerate(tracks.person) if pd.notna(p)}
+    # Distances between tracks of different files, from the stored vectors.
+    stored = pd.read_parquet(out / "embeddings").merge(
+        tracks[["source", "track_id"]].reset_index(), on=["source", "track_id"]
+    )
+    vectors = {int(r.index): np.asarray(r.embedding) for r in stored.itertuples()}
+    same, diff = [], []
+    keys = sorted(set(vectors) & set(labels))
+    for i, a in enumerate(keys):
+        for b in keys[i + 1 :]:
+            if tracks.source[a] != tracks.source[b]:
+                d = float(np.linalg.norm(vectors[a] - vectors[b]))
+                (same if labels[a] == labels[b] else diff).append(d)
+    return {
+        "files": int(tracks.source.nunique()),
+        "tracks": len(tracks),
+        "persons": int(tracks.person.nunique()),
+        "wall_s": round(seconds, 1),
+        **{
+            k: round(v, 3) if isinstance(v, float) else v
+            for k, v in pairwise_scores(predicted, labels).items()
+        },
+        "across_files_same_person_max": round(max(same), 3),
+        "across_files_different_min": round(min(diff), 3),
+    }
 
 
 def cost(tmp: Path, pairs: int) -> dict:
@@ -160,6 +301,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", type=Path)
     parser.add_argument("--cost", type=int, default=0, metavar="N")
+    parser.add_argument("--across", action="store_true")
     args = parser.parse_args()
     truth = json.loads((MEDIA / "cuts.json").read_text())
     embedder = DlibEmbedder()
@@ -174,7 +316,11 @@ def main() -> None:
             ("every_frame", AnalyzerConfig(sample_fps=None)),
         ):
             runtime = Runtime.create(config)
-            result[name] = measure(clip, tmp / name, runtime, truth, embedder)
+            result[name] = measure(
+                clip, tmp / name, runtime, truth, embedder, [LbphDescriptor()]
+            )
+        if args.across:
+            result["across"] = across(tmp, truth)
         if args.cost:
             result["cost"] = cost(tmp, args.cost)
     print(json.dumps(result, indent=2))
