@@ -8,6 +8,8 @@ on a CPU, so a track is embedded from a few chosen faces (:func:`choose_samples`
 and tracks are linked by :func:`link_tracks`: agglomerative clustering where two
 groups merge only when every pair of their tracks is within the threshold and no
 two of their tracks overlap in time (one person is never on screen twice).
+With ``--link-across-sources``, :func:`link_across_sources` then links the
+persons of different videos the same way.
 """
 
 from __future__ import annotations

@@ -46,7 +46,8 @@ FACE_SCHEMA = pa.schema(
         # Over time within the track (analyzer.timeline); images: the raw values.
         *[(c, pa.float32()) for c in SMOOTHED],
         ("emotion_smoothed", pa.string()),
-        # The track's person within the source (analyzer.reid); null when
+        # The track's person within the source, or within the run with
+        # --link-across-sources (analyzer.reid); null when
         # re-identification is off or the track had no face to embed.
         ("person", pa.int64()),
     ]
