@@ -127,7 +127,7 @@ def pack(
     if recipe not in RECIPES:
         raise SystemExit(f"unknown recipe {recipe!r}: one of {', '.join(RECIPES)}")
     full = load_cached(data, "train", cache_dir)
-    train, val = stratified_split(full, seed=seed)
+    train, val = stratified_split(full)
     rng = np.random.default_rng(seed)
     if limit:
         train = train.subset(np.sort(rng.permutation(len(train))[:limit]))
@@ -410,7 +410,7 @@ def finish(run_dir: Path, data: Path, out: Path, cache_dir: Path | None = None) 
         f"on {record['backend']}",
         "data_sha256": info["data_sha256"],
         "train_images": info["train_images"],
-        "val_images": len(load_validation(data, cache_dir, seed=info["seed"])),
+        "val_images": len(load_validation(data, cache_dir)),
         "seed": info["seed"],
         "init": info["init"]["path"] if info.get("init") else None,
         "accelerator": {

@@ -82,14 +82,12 @@ def choose(
         raise ValueError("weight averaging needs at least two snapshots")
     model = load_keras_model(model_path)
     original = model.get_weights()
-    val = load_validation(data_root, cache_dir, seed=seed)
+    val = load_validation(data_root, cache_dir)
     given = metrics(val.labels, predict(model, val.images))
     mean = averaged_weights(model, snapshots)
     model.set_weights([m.astype(o.dtype) for m, o in zip(mean, original, strict=True)])
     if recompute_bn:
-        train, _ = stratified_split(
-            load_cached(data_root, "train", cache_dir), seed=seed
-        )
+        train, _ = stratified_split(load_cached(data_root, "train", cache_dir))
         order = np.random.default_rng(seed).permutation(len(train))
         recompute_batchnorm(model, train.images[order])
     averaged = metrics(val.labels, predict(model, val.images))

@@ -88,7 +88,6 @@ def calibrate(
     out: Path | None = None,
     *,
     cache_dir: Path | None = None,
-    seed: int = 1337,
 ) -> dict:
     """Fit and store the temperature of ``model_path`` (in place, or a copy at
     ``out``); returns the report written into the card.
@@ -104,7 +103,7 @@ def calibrate(
     target = Path(out) if out else Path(model_path)
     info = read_info(model_path)
     model = load_keras_model(model_path)
-    val = load_validation(data_root, cache_dir, seed=seed)
+    val = load_validation(data_root, cache_dir)
     raw_val = predict(model, val.images)
     temperature = fit_temperature(val.labels, raw_val)
     test = load_cached(data_root, "test", cache_dir)

@@ -31,7 +31,7 @@ DEFAULT_CROP_MARGIN = 0.0
 def save_with_card(model, path: Path, config, facts: dict) -> None:
     """Evaluate on validation and test, save ``path`` with metadata, write the card."""
     full = load_cached(config.data, "train", config.cache_dir)
-    _, val = stratified_split(full, val_fraction=config.val_fraction, seed=config.seed)
+    _, val = stratified_split(full, val_fraction=config.val_fraction)
     test = load_cached(config.data, "test", config.cache_dir)
     results = {
         "validation": metrics(val.labels, predict(model, val.images)),

@@ -151,8 +151,13 @@ def _parse_label(text: str, path: Path, line: int) -> int:
     return int(text)
 
 
+# The validation split's seed, fixed apart from a run's --seed: a warm restart
+# (--init) with another seed must not validate on images its model trained on.
+SPLIT_SEED = 1337
+
+
 def stratified_split(
-    split: FerSplit, *, val_fraction: float = 0.2, seed: int = 1337
+    split: FerSplit, *, val_fraction: float = 0.2, seed: int = SPLIT_SEED
 ) -> tuple[FerSplit, FerSplit]:
     """Split off a validation set with each class in proportion, reproducibly.
 
@@ -170,11 +175,9 @@ def stratified_split(
     return split.subset(train), split.subset(val)
 
 
-def load_validation(
-    root: str | Path, cache_dir: Path | None = None, *, seed: int = 1337
-) -> FerSplit:
+def load_validation(root: str | Path, cache_dir: Path | None = None) -> FerSplit:
     """The validation split: the stratified 20% of train that training holds out."""
-    return stratified_split(load_cached(root, "train", cache_dir), seed=seed)[1]
+    return stratified_split(load_cached(root, "train", cache_dir))[1]
 
 
 def load_cached(root: str | Path, split: str, cache_dir: Path | None) -> FerSplit:

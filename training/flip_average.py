@@ -47,7 +47,6 @@ def choose(
     out: Path,
     *,
     cache_dir: Path | None = None,
-    seed: int = 1337,
     shift: float = 0.0,
     zoom: float = 0.0,
 ) -> dict:
@@ -58,7 +57,7 @@ def choose(
     """
     plain = load_keras_model(model_path)
     averaged = flip_averaged(plain, shift, zoom)
-    val = load_validation(data_root, cache_dir, seed=seed)
+    val = load_validation(data_root, cache_dir)
     scores = {
         name: metrics(val.labels, predict(m, val.images))
         for name, m in (("plain", plain), ("flip_average", averaged))

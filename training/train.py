@@ -196,9 +196,7 @@ def train(config: TrainConfig) -> Path:
     keras.utils.set_random_seed(config.seed)
     config.out.mkdir(parents=True, exist_ok=True)
     full = load_cached(config.data, "train", config.cache_dir)
-    train_split, val_split = stratified_split(
-        full, val_fraction=config.val_fraction, seed=config.seed
-    )
+    train_split, val_split = stratified_split(full, val_fraction=config.val_fraction)
     if config.limit:
         pick = np.random.default_rng(config.seed).permutation(len(train_split))
         train_split = train_split.subset(np.sort(pick[: config.limit]))

@@ -164,6 +164,8 @@ def test_train_one_step_save_load_and_evaluate_json(folder_data, tmp_path, capsy
                 "--cache",
                 str(tmp_path / "cache"),
                 "--snapshots",
+                "--seed",
+                "7",  # another run seed: the validation split stays the same
             ]
         )
     finally:
@@ -195,6 +197,13 @@ def test_train_one_step_save_load_and_evaluate_json(folder_data, tmp_path, capsy
     )
     report = json.loads(capsys.readouterr().out)
     assert report["n"] == 14 and 0 <= report["accuracy"] <= 1
+    # evaluate's validation split (fixed seed) is the one the card measured on
+    assert (
+        report["confusion_matrix"] == card["results"]["validation"]["confusion_matrix"]
+    )
+    assert report["nll"] == pytest.approx(
+        card["results"]["validation"]["nll"], abs=1e-4
+    )
     assert set(report["per_class"]) == set(EMOTIONS)
     assert np.array(report["confusion_matrix"]).sum() == 14
 
