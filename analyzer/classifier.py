@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from emotion_contract.calibration import temper
+from emotion_contract.calibration import calibrate
 from emotion_contract.extras import MissingExtra, require
 from emotion_contract.labels import EMOTIONS
 from emotion_contract.modelfile import ModelFileError, ModelInfo, file_sha256, read_info
@@ -152,7 +152,7 @@ class EmotionClassifier:
 
     def predict(self, crops: np.ndarray) -> np.ndarray:
         """Calibrated probabilities ``(n, 7) float32`` in :data:`EMOTIONS` order
-        (the model file's temperature applied)."""
+        (the model file's temperature and confidence map applied)."""
         if len(crops) == 0:
             return np.zeros((0, len(EMOTIONS)), dtype=np.float32)
         lo, hi = self.info.input_scale
@@ -160,4 +160,4 @@ class EmotionClassifier:
         probs = np.asarray(self._model.predict_on_batch(x), dtype=np.float32)
         probs = probs[:, self._order]
         probs = probs / probs.sum(axis=1, keepdims=True)
-        return temper(probs, self.info.temperature)
+        return calibrate(probs, self.info)

@@ -37,6 +37,9 @@ class ModelInfo:
         name: a human-readable model name.
         temperature: divides the output's log-probabilities
             (:func:`emotion_contract.calibration.temper`); 1 until calibrated.
+        confidence_map: ``(x, y)`` knots of the monotone map applied to the top
+            probability after the temperature
+            (:func:`emotion_contract.calibration.map_confidence`); ``None``: none.
         extra: training facts (recipe, data hash, metrics); informational.
     """
 
@@ -47,6 +50,7 @@ class ModelInfo:
     crop_margin: float = 0.0
     name: str = "emotion-model"
     temperature: float = 1.0
+    confidence_map: tuple[tuple[float, ...], tuple[float, ...]] | None = None
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -56,6 +60,23 @@ class ModelInfo:
             raise ModelFileError(f"bad input_size {self.input_size!r}")
         if not 0.01 <= self.temperature <= 100:  # NaN fails too
             raise ModelFileError(f"bad temperature {self.temperature!r}")
+        if self.confidence_map is not None:
+            import numpy as np
+
+            x, y = (np.asarray(k, dtype=float) for k in self.confidence_map)
+            if not (
+                len(x) == len(y) >= 2
+                and np.all(np.diff(x) > 0)
+                and np.all(np.diff(y) >= 0)
+                and 0 <= x[0]
+                and x[-1] <= 1
+                and 0 < y[0]
+                and y[-1] < 1
+            ):
+                raise ModelFileError(
+                    "bad confidence_map: x ascending in [0, 1], y not descending "
+                    "in (0, 1), at least two knots"
+                )
 
     @property
     def channels(self) -> int:
@@ -72,6 +93,8 @@ class ModelInfo:
         data["class_names"] = tuple(data["class_names"])
         data["input_size"] = tuple(data["input_size"])
         data["input_scale"] = tuple(data["input_scale"])
+        if data.get("confidence_map") is not None:
+            data["confidence_map"] = tuple(tuple(k) for k in data["confidence_map"])
         return cls(**data)
 
 

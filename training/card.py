@@ -103,7 +103,7 @@ def save_derived(
     }
     extra.pop("calibration", None)  # a new network: calibrate it again
     derived = dataclasses.replace(
-        info, name=info.name + suffix, extra=extra, temperature=1.0
+        info, name=info.name + suffix, extra=extra, temperature=1.0, confidence_map=None
     )
     write_info(out, derived)
     log = source.parent / "training_log.csv"
@@ -278,13 +278,38 @@ def _calibration_md(report: dict | None) -> str:
         f"| {split} | {when} | {r['accuracy']:.4f} | {r['ece']:.4f} | {r['nll']:.4f} |"
         for split in ("validation", "test")
         for when, r in report[split].items()
+    ).replace("| after |", "| calibrated |")
+    knots = report.get("confidence_map_knots", 0)
+    stages = f"Temperature {report['temperature']:g}, fitted on validation (NLL)" + (
+        f", then a monotone map of the top probability ({knots} knots, isotonic "
+        "regression on validation)"
+        if knots
+        else ""
+    )
+    floors = ", ".join(
+        f"{split} {report[split + '_ece_floor']:.4f}"
+        for split in ("validation", "test")
+        if split + "_ece_floor" in report
+    )
+    crossed = report.get("validation_cross_fitted")
+    honest = (
+        f" Fitted on one half of validation and scored on the other (both ways, five "
+        f"halvings), the map's ECE is {crossed['ece']:.4f}, against a floor of "
+        f"{crossed['ece_floor']:.4f} on that many images."
+        if crossed
+        else ""
+    )
+    floor_text = (
+        f" A perfectly calibrated model would still show an ECE of about {floors} "
+        "on these splits (the bins' sampling noise)." + honest
+        if floors
+        else ""
     )
     return f"""
 ## Calibration
 
-Temperature {report["temperature"]:g}, fitted on validation (NLL); the analyzer and
-`evaluate` apply it. The most probable class is unchanged. ECE over
-{report["bins"]} equal-width confidence bins:
+{stages}; the analyzer and `evaluate` apply it. The most probable class is
+unchanged. ECE over {report["bins"]} equal-width confidence bins:{floor_text}
 
 | split | | accuracy | ECE | NLL |
 |---|---|---:|---:|---:|

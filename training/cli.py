@@ -116,11 +116,17 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--json", action="store_true", help="print one JSON object")
     ca = sub.add_parser(
         "calibrate",
-        help="fit the temperature on validation and store it in the model file",
+        help="fit the temperature and the confidence map on validation and store "
+        "them in the model file",
     )
     _add_model_data_cache(ca)
     ca.add_argument(
         "--out", type=Path, help="write a calibrated copy here instead of in place"
+    )
+    ca.add_argument(
+        "--temperature-only",
+        action="store_true",
+        help="fit the temperature alone, without the map of the top probability",
     )
 
     fr = sub.add_parser(
@@ -255,14 +261,27 @@ def _train(args) -> int:
 def _calibrate(args) -> int:
     from .calibrate import calibrate
 
-    report = calibrate(args.model, args.data, args.out, cache_dir=args.cache)
+    report = calibrate(
+        args.model,
+        args.data,
+        args.out,
+        cache_dir=args.cache,
+        confidence_map=not args.temperature_only,
+    )
     val = report["validation"]
     print(
-        f"temperature {report['temperature']:g}; validation ECE "
+        f"temperature {report['temperature']:g}, confidence map "
+        f"{report['confidence_map_knots']} knots; validation ECE "
         f"{val['before']['ece']:.4f} -> {val['after']['ece']:.4f}, NLL "
         f"{val['before']['nll']:.4f} -> {val['after']['nll']:.4f} "
-        f"(saved in {report['model']})"
+        f"(floor {report['validation_ece_floor']:.4f}; saved in {report['model']})"
     )
+    crossed = report.get("validation_cross_fitted")
+    if crossed:
+        print(
+            f"map fitted and scored on different halves of validation: ECE "
+            f"{crossed['ece']:.4f} (floor {crossed['ece_floor']:.4f})"
+        )
     return 0
 
 

@@ -68,8 +68,9 @@ def evaluate(
     cache_dir: Path | None = None,
 ) -> dict:
     """Load a saved model and report its metrics on one split of a data set, on
-    its calibrated probabilities (the model file's temperature applied)."""
-    from emotion_contract.calibration import temper
+    its calibrated probabilities (the model file's temperature and confidence map
+    applied)."""
+    from emotion_contract.calibration import calibrate
     from emotion_contract.layers import load_keras_model
     from emotion_contract.modelfile import read_info
 
@@ -80,12 +81,13 @@ def evaluate(
         raise ValueError(f"{model_path} has classes {info.class_names}, not FER2013's")
     model = load_keras_model(model_path)
     data = load_cached(data_root, split, cache_dir)
-    probs = temper(predict(model, data.images), info.temperature)
+    probs = calibrate(predict(model, data.images), info)
     report = metrics(data.labels, probs)
     report.update(
         split=split,
         model=str(model_path),
         data=str(data_root),
         temperature=info.temperature,
+        confidence_map=info.confidence_map is not None,
     )
     return report

@@ -1,5 +1,5 @@
-"""Temperature scaling: its measures, its fit, and the model file carrying it to
-evaluate and the analyzer."""
+"""Calibration (temperature, then the confidence map): its measures, its fit, and
+the model file carrying it to evaluate and the analyzer."""
 
 from __future__ import annotations
 
@@ -8,9 +8,16 @@ import json
 import numpy as np
 import pytest
 
-from emotion_contract.calibration import temper
-from emotion_contract.modelfile import ModelInfo, read_info, write_info
-from training.calibrate import ece, fit_temperature, nll
+from emotion_contract.calibration import calibrate, map_confidence, temper
+from emotion_contract.modelfile import ModelFileError, ModelInfo, read_info, write_info
+from training.calibrate import (
+    cross_fitted_ece,
+    ece,
+    ece_floor,
+    fit_confidence_map,
+    fit_temperature,
+    nll,
+)
 from training.cli import main
 
 from .test_training import folder_data  # noqa: F401  (a fixture)
@@ -104,6 +111,7 @@ def test_calibrate_stores_the_temperature_that_evaluate_and_the_analyzer_apply(
     assert main(args) == 0
     info = read_info(out)
     assert info.temperature != 1.0 and read_info(model).temperature == 1.0
+    assert info.confidence_map is not None and len(info.confidence_map[0]) >= 2
     report = info.extra["calibration"]
     assert report["temperature"] == info.temperature
     val = report["validation"]
@@ -121,7 +129,7 @@ def test_calibrate_stores_the_temperature_that_evaluate_and_the_analyzer_apply(
     crops = np.random.default_rng(0).integers(0, 255, (9, 48, 48, 1), dtype=np.uint8)
     for runtime in ("keras", "litert"):
         after = EmotionClassifier(out, runtime=runtime).predict(crops)
-        expected = temper(before.predict(crops), info.temperature)
+        expected = calibrate(before.predict(crops), info)
         np.testing.assert_allclose(after, expected, atol=1e-5)
         np.testing.assert_array_equal(after.argmax(1), expected.argmax(1))
 
@@ -131,3 +139,75 @@ def test_an_old_model_file_reads_as_uncalibrated(tmp_path):
     text = json.loads(info.to_json())
     del text["temperature"]
     assert ModelInfo.from_json(json.dumps(text)).temperature == 1.0
+
+
+def _label_smoothed(n=6000, seed=0):
+    """Overconfident at middling confidence, underconfident near the top: what a
+    label-smoothed network gives, and what one temperature cannot mend."""
+    rng = np.random.default_rng(seed)
+    confidence = rng.uniform(0.4, 0.95, n)
+    accuracy = np.clip(0.85 + 1.4 * (confidence - 0.85), 0.2, 0.99)
+    labels = rng.integers(0, 7, n)
+    right = rng.random(n) < accuracy
+    top = np.where(right, labels, (labels + rng.integers(1, 7, n)) % 7)
+    probs = np.tile(((1 - confidence) / 6)[:, None], (1, 7))
+    probs[np.arange(n), top] = confidence
+    return labels, probs
+
+
+def test_the_map_keeps_every_argmax_and_sums_to_one():
+    rng = np.random.default_rng(0)
+    probs = rng.dirichlet(np.full(7, 0.7), 5000)
+    probs[:50, 1] = probs[:50, 0]  # exact ties
+    probs[50:100] = 1 / 7  # all equal
+    harsh = ((0.0, 1.0), (0.01, 0.02))  # pulls every top probability far down
+    for knots in (harsh, ((0.0, 1.0), (0.9, 0.999)), ((0.2, 0.5), (0.3, 0.6))):
+        mapped = map_confidence(probs, knots)
+        np.testing.assert_array_equal(mapped.argmax(1), probs.argmax(1))
+        np.testing.assert_allclose(mapped.sum(1), 1, atol=1e-5)
+        assert (mapped >= 0).all()
+    np.testing.assert_array_equal(map_confidence(probs, None), probs.astype(np.float32))
+
+
+def test_the_map_mends_what_one_temperature_cannot_on_images_it_never_saw():
+    labels, probs = _label_smoothed()
+    fit, held = slice(0, 3000), slice(3000, None)
+    t = fit_temperature(labels[fit], probs[fit])
+    tempered = temper(probs, t)
+    knots = fit_confidence_map(labels[fit], tempered[fit])
+    only_t = ece(labels[held], tempered[held])
+    mapped = ece(labels[held], map_confidence(tempered[held], knots))
+    floor = ece_floor(tempered[held], 3000)
+    assert only_t > 0.05  # the temperature alone leaves it miscalibrated
+    assert mapped < floor + 0.01  # the map: within a point of the sampling noise
+    assert nll(labels[held], map_confidence(tempered[held], knots)) < nll(
+        labels[held], tempered[held]
+    )
+    assert cross_fitted_ece(labels, tempered) < floor + 0.01
+
+
+def test_the_floor_is_what_a_calibrated_model_shows():
+    rng = np.random.default_rng(2)
+    n = 3000
+    confidence = rng.uniform(0.3, 0.95, n)
+    probs = np.tile(((1 - confidence) / 6)[:, None], (1, 7))
+    probs[:, 0] = confidence
+    labels = np.where(rng.random(n) < confidence, 0, 1)  # calibrated by design
+    floor = ece_floor(probs, n)
+    assert 0.005 < floor < 0.04
+    assert ece(labels, probs) == pytest.approx(floor, abs=0.015)
+
+
+def test_the_map_travels_in_the_model_metadata_and_bad_maps_are_refused():
+    info = ModelInfo(
+        class_names=EMOTIONS_ORDER,
+        input_size=(48, 48),
+        confidence_map=((0.2, 0.5, 0.9), (0.25, 0.45, 0.95)),
+    )
+    again = ModelInfo.from_json(info.to_json())
+    assert again == info
+    for bad in (((0.5, 0.2), (0.3, 0.4)), ((0.2, 0.5), (0.6, 0.4)), ((0.5,), (0.5,))):
+        with pytest.raises(ModelFileError, match="confidence_map"):
+            ModelInfo(
+                class_names=EMOTIONS_ORDER, input_size=(48, 48), confidence_map=bad
+            )
