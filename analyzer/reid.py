@@ -4,7 +4,7 @@ An embedding backend is a registry entry like the detectors; ``dlib`` is dlib's
 ResNet face descriptor (128 numbers; faces aligned with its 5-point landmark
 model), from the ``[reid]`` extra (``dlib-bin`` and ``face-recognition-models``,
 models included, nothing downloaded). Embedding costs tens of milliseconds a face
-on a CPU, so a track is embedded from a few chosen faces (:func:`choose_samples`),
+on a CPU, so a track is embedded from a few chosen faces (:class:`TrackSamples`),
 and tracks are linked by :func:`link_tracks`: agglomerative clustering where two
 groups merge only when every pair of their tracks is within the threshold and no
 two of their tracks overlap in time (one person is never on screen twice).
@@ -26,7 +26,7 @@ from .registry import Registry
 EMBEDDERS: Registry = Registry("embedder")
 # Track-to-track distance (Euclidean, mean descriptors) under which two tracks may
 # be one person. dlib's own rule is 0.6; on cuts.mp4 and its mirrored, darker and
-# zoomed copies the same person's tracks were at most 0.444 apart and different
+# zoomed copies the same person's tracks were at most 0.44 apart and different
 # people's at least 0.583, so the default sits between (python -m benchmarks.reid).
 DEFAULT_THRESHOLD = 0.5
 
@@ -84,29 +84,6 @@ class TrackSpan:
 
     def overlaps(self, other: TrackSpan) -> bool:
         return self.first_s <= other.last_s and other.first_s <= self.last_s
-
-
-def choose_samples(
-    frame_index: np.ndarray,
-    timestamp_s: np.ndarray,
-    side: np.ndarray,
-    score: np.ndarray,
-    *,
-    k: int = 3,
-    min_gap_s: float = 0.5,
-) -> np.ndarray:
-    """Indices of up to ``k`` rows of one track to embed: the largest, surest
-    detections (side x score), at least ``min_gap_s`` apart so they differ."""
-    quality = np.nan_to_num(score, nan=0.0) * side
-    chosen: list[int] = []
-    for i in np.argsort(-quality, kind="stable"):
-        if quality[i] <= 0:
-            break
-        if all(abs(timestamp_s[i] - timestamp_s[j]) >= min_gap_s for j in chosen):
-            chosen.append(int(i))
-        if len(chosen) == k:
-            break
-    return np.asarray(chosen, dtype=np.int64)
 
 
 def track_embedding(vectors: np.ndarray) -> np.ndarray:

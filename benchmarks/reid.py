@@ -1,14 +1,15 @@
 """Re-identification on edited footage with known people: cuts.mp4 and cuts.json.
 
 Analyzes cuts.mp4 (8 shots, two people) at the default settings and at every
-frame, embeds each track from up to 3 chosen detections with dlib's descriptor
+frame, embeds each track from the up to 3 detections the analyzer keeps for it
+(its own ``TrackSamples``, fed the frames again) with dlib's descriptor
 (:mod:`analyzer.reid`), links the tracks, and scores the links against the people
 in cuts.json (a track's person is that of the shot holding its middle row):
 pairwise precision and recall over tracks for thresholds around dlib's 0.6, the
 largest same-person and smallest different-person distance between tracks, and
 the time per embedded face. The same on mirrored, darker (x0.5) and zoomed (1.3x,
-centre) copies of every frame, to check the threshold on material it was not
-chosen on.
+centre) copies of each kept face crop, to check the threshold on material it was
+not chosen on.
 
 The same chosen faces are also described by OpenCV's local binary pattern
 histograms (LBPH, in the opencv-contrib wheel the project installs anyway), the
@@ -40,10 +41,11 @@ import pandas as pd
 
 from analyzer.batch import run
 from analyzer.config import AnalyzerConfig
+from analyzer.faces import Faces
 from analyzer.reid import (
     DlibEmbedder,
+    TrackSamples,
     TrackSpan,
-    choose_samples,
     link_tracks,
     pairwise_scores,
     track_embedding,
@@ -125,6 +127,40 @@ def separation(vectors: dict, people: dict) -> dict:
     return result
 
 
+def chosen_faces(clip: Path, faces: pd.DataFrame) -> dict[int, list]:
+    """The faces the analyzer embeds per track: its own ``TrackSamples`` fed the
+    detected boxes of every analyzed frame again; ``(crop, box)`` per face."""
+    samples = TrackSamples()
+    detected = dict(tuple(faces[faces.box_source == "detected"].groupby("frame_index")))
+    for frame in iter_video(clip, VideoInfo(), sample_fps=None):
+        rows = detected.get(frame.index)
+        if rows is not None:
+            found = Faces(
+                rows[["x1", "y1", "x2", "y2"]].to_numpy(),
+                rows.det_score.to_numpy(),
+                rows.track_id.to_numpy(),
+            )
+            samples.offer(frame.image, frame.timestamp_s, found)
+    return {
+        track: [(crop, box) for _, _, crop, box in kept]
+        for track, kept in samples.kept.items()
+        if kept
+    }
+
+
+def describe(chosen: dict, embedder, kind: str) -> tuple[dict, int, float]:
+    """Each track's vector on the ``kind`` copy of its faces; faces, seconds."""
+    vectors, n, started = {}, 0, time.perf_counter()
+    for track, kept in chosen.items():
+        per_face = []
+        for crop, box in kept:
+            image, b = variant(crop, box[None], kind)
+            per_face.append(embedder.embed(image, b)[0])
+            n += 1
+        vectors[track] = track_embedding(np.stack(per_face))
+    return vectors, n, time.perf_counter() - started
+
+
 def measure(
     clip: Path, out: Path, runtime: Runtime, truth: dict, embedder, others=()
 ) -> dict:
@@ -132,41 +168,17 @@ def measure(
     faces = pd.read_parquet(out / "faces")
     faces = faces[faces.source == clip.name]
     people = truth_by_track(faces, truth)
-    chosen = {}
-    for track, rows in faces[faces.box_source == "detected"].groupby("track_id"):
-        side = np.minimum(rows.x2 - rows.x1, rows.y2 - rows.y1).to_numpy()
-        pick = choose_samples(
-            rows.frame_index.to_numpy(),
-            rows.timestamp_s.to_numpy(),
-            side,
-            rows.det_score.to_numpy(),
-        )
-        chosen[int(track)] = rows.iloc[pick]
-    wanted = {int(i) for rows in chosen.values() for i in rows.frame_index}
-    frames = {
-        f.index: f.image
-        for f in iter_video(clip, VideoInfo(), sample_fps=None)
-        if f.index in wanted
-    }
+    chosen = chosen_faces(clip, faces)
     spans = [
         TrackSpan(int(t), float(r.timestamp_s.min()), float(r.timestamp_s.max()))
         for t, r in faces.groupby("track_id")
     ]
     result = {"tracks": int(faces.track_id.nunique()), "labelled": len(people)}
     for kind in ("original", "mirrored", "darker", "zoomed"):
-        vectors, faces_embedded, started = {}, 0, time.perf_counter()
-        for track, rows in chosen.items():
-            per_face = []
-            for _, row in rows.iterrows():
-                box = np.array([[row.x1, row.y1, row.x2, row.y2]])
-                image, b = variant(frames[int(row.frame_index)], box, kind)
-                per_face.append(embedder.embed(image, b)[0])
-                faces_embedded += 1
-            vectors[track] = track_embedding(np.stack(per_face))
-        seconds = time.perf_counter() - started
+        vectors, n, seconds = describe(chosen, embedder, kind)
         result[kind] = {
-            "faces_embedded": faces_embedded,
-            "ms_per_face": round(1000 * seconds / max(faces_embedded, 1), 1),
+            "faces_embedded": n,
+            "ms_per_face": round(1000 * seconds / max(n, 1), 1),
             **separation(vectors, people),
             "by_threshold": {
                 str(t): {
@@ -181,17 +193,9 @@ def measure(
     for other in others:  # the same faces, another descriptor
         result[other.name] = {}
         for kind in ("original", "mirrored", "darker", "zoomed"):
-            vectors, started, n = {}, time.perf_counter(), 0
-            for track, rows in chosen.items():
-                per_face = []
-                for _, row in rows.iterrows():
-                    box = np.array([[row.x1, row.y1, row.x2, row.y2]])
-                    image, b = variant(frames[int(row.frame_index)], box, kind)
-                    per_face.append(other.embed(image, b)[0])
-                    n += 1
-                vectors[track] = track_embedding(np.stack(per_face))
+            vectors, n, seconds = describe(chosen, other, kind)
             result[other.name][kind] = {
-                "ms_per_face": round(1000 * (time.perf_counter() - started) / n, 1),
+                "ms_per_face": round(1000 * seconds / max(n, 1), 1),
                 **separation(vectors, people),
             }
     return result

@@ -13,8 +13,8 @@ import pytest
 from analyzer.reid import (
     DlibEmbedder,
     SourcePerson,
+    TrackSamples,
     TrackSpan,
-    choose_samples,
     link_across_sources,
     link_tracks,
     pairwise_scores,
@@ -70,11 +70,27 @@ def test_persons_link_across_sources_but_never_within_one():
 
 
 def test_samples_are_large_sure_and_apart():
-    t = np.array([0.0, 0.1, 0.2, 1.0, 2.0])
-    side = np.array([100, 120, 50, 90, 80.0])
-    score = np.array([0.99, 0.99, 0.99, 0.9, np.nan])
-    picked = choose_samples(np.arange(5), t, side, score, k=3, min_gap_s=0.5)
-    assert picked.tolist() == [1, 3]  # 0 is too close to 1; 4 has no score
+    from analyzer.faces import Faces
+
+    image = np.zeros((400, 400, 3), np.uint8)
+    samples = TrackSamples(k=3, min_gap_s=0.5)
+    offers = [  # time, side, score
+        (0.0, 100, 0.99),
+        (0.1, 120, 0.99),  # replaces the one 0.1 s before: larger
+        (0.2, 50, 0.99),  # near the 0.1 s one and smaller: not kept
+        (1.0, 90, 0.9),
+        (2.0, 80, float("nan")),  # no detector score (a carried box)
+        (3.0, 40, 0.9),  # small, but there is room for a third
+        (4.0, 95, 0.95),  # better than the worst kept (3.0 s): replaces it
+    ]
+    for t, side, score in offers:
+        box = np.array([[10, 10, 10 + side, 10 + side]], np.float32)
+        samples.offer(image, t, Faces(box, [score], [7]))
+    kept = samples.kept[7]
+    assert sorted(round(t, 1) for _, t, _, _ in kept) == [0.1, 1.0, 4.0]
+    for _, _, crop, box in kept:  # a crop with context around the face
+        x1, y1, x2, y2 = box
+        assert crop.shape[0] > y2 - y1 and 0 <= x1 < x2 <= crop.shape[1]
 
 
 def test_pairwise_scores():
