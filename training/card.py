@@ -14,7 +14,7 @@ from pathlib import Path
 from emotion_contract.labels import EMOTIONS
 from emotion_contract.modelfile import ModelInfo, file_sha256, write_info
 
-from .data import load_cached, stratified_split
+from .data import SPLIT_SEED, load_cached, stratified_split
 from .evaluate import metrics, predict
 from .model import INPUT_SIZE
 from .runlog import dump_json, read_log
@@ -210,7 +210,7 @@ pixel values 0..255; resizing and normalisation happen inside the model.
 
 | split | images | accuracy | macro F1 |
 |---|---:|---:|---:|
-| validation (stratified 20% of train, seed {card["seed"]}) | {val["n"]} | \
+| validation (stratified 20% of train, seed {SPLIT_SEED}) | {val["n"]} | \
 {val["accuracy"]:.4f} | {val["macro_f1"]:.4f} |
 | test (PublicTest) | {test["n"]} | {test["accuracy"]:.4f} | {test["macro_f1"]:.4f} |
 
@@ -264,6 +264,24 @@ def _selection_md(card: dict) -> str:
             "The weights are the last epoch's: `python -m training.accelerator` "
             "fits one cosine cycle into a time budget and keeps where it ends."
         )
+    averaged = card.get("weight_average")
+    if averaged:
+        epochs = ", ".join(
+            Path(w).name.removeprefix("epoch-").removesuffix(".weights.h5")
+            for w in averaged["snapshots"]
+        )
+        return (
+            f"The weights are the mean of {len(averaged['snapshots'])} epochs' "
+            f"snapshots (epochs {epochs} of the run)"
+            + (
+                ", BatchNorm statistics re-estimated on the training faces"
+                if averaged.get("recompute_bn")
+                else ""
+            )
+            + f"; validation {averaged['validation_given']:.4f} for the run's best "
+            f"epoch -> {averaged['validation_averaged']:.4f} averaged "
+            "(`python -m training average`)."
+        )
     return "The epoch kept is the one with the best validation accuracy."
 
 
@@ -274,11 +292,14 @@ def _calibration_md(report: dict | None) -> str:
             "\n## Calibration\n\nNot calibrated (temperature 1): run "
             "`python -m training calibrate`.\n"
         )
+    names = {"before": "raw", "temperature": "temperature alone", "after": "calibrated"}
     rows = "\n".join(
-        f"| {split} | {when} | {r['accuracy']:.4f} | {r['ece']:.4f} | {r['nll']:.4f} |"
+        f"| {split} | {names[when]} | {r['accuracy']:.4f} | {r['ece']:.4f} | "
+        f"{r['nll']:.4f} |"
         for split in ("validation", "test")
-        for when, r in report[split].items()
-    ).replace("| after |", "| calibrated |")
+        for when, r in ((w, report[split].get(w)) for w in names)
+        if r
+    )
     knots = report.get("confidence_map_knots", 0)
     stages = f"Temperature {report['temperature']:g}, fitted on validation (NLL)" + (
         f", then a monotone map of the top probability ({knots} knots, isotonic "
@@ -301,7 +322,8 @@ def _calibration_md(report: dict | None) -> str:
     )
     floor_text = (
         f" A perfectly calibrated model would still show an ECE of about {floors} "
-        "on these splits (the bins' sampling noise)." + honest
+        "on these splits (the bins' sampling noise); the map is fitted on "
+        "validation, so its ECE there flatters it." + honest
         if floors
         else ""
     )
@@ -309,7 +331,8 @@ def _calibration_md(report: dict | None) -> str:
 ## Calibration
 
 {stages}; the analyzer and `evaluate` apply it. The most probable class is
-unchanged. ECE over {report["bins"]} equal-width confidence bins:{floor_text}
+unchanged. ECE is over {report["bins"]} equal-width bins of the top
+probability.{floor_text}
 
 | split | | accuracy | ECE | NLL |
 |---|---|---:|---:|---:|
