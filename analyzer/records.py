@@ -428,16 +428,26 @@ def relabel_persons(out: Path, part: str, persons: dict[int, int | None]) -> boo
     if meta is None:
         return False
     tracks = meta.get("tracks", [])
-    if all(persons.get(t["track_id"]) == t.get("person") for t in tracks):
+    vectors = Path(out) / EMBEDDINGS_DIR / part
+    # A run stopped between the two files leaves one of them behind: check both.
+    stale_vectors = vectors.is_file() and _person_column_differs(vectors, persons)
+    if not stale_vectors and all(
+        persons.get(t["track_id"]) == t.get("person") for t in tracks
+    ):
         return False
     for track in tracks:
         track["person"] = persons.get(track["track_id"])
     meta["persons"] = reid.person_rows(meta.get("source", part), tracks)
-    vectors = Path(out) / EMBEDDINGS_DIR / part
     if vectors.is_file():
         _replace_person_column(vectors, persons)
     _replace_person_column(path, persons, meta)
     return True
+
+
+def _person_column_differs(path: Path, persons: dict[int, int | None]) -> bool:
+    table = pq.read_table(path, columns=["track_id", "person"])
+    tracks, ids = (table.column(c).to_pylist() for c in ("track_id", "person"))
+    return any(persons.get(t) != p for t, p in zip(tracks, ids, strict=True))
 
 
 def _replace_person_column(

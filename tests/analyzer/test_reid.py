@@ -366,3 +366,16 @@ def test_one_person_id_across_the_videos_of_a_run(tmp_path):
     summary, again = analyze(link=True)
     assert summary.reused == 3
     assert again.person.tolist() == tracks.person.tolist()
+
+    # A run stopped after rewriting embeddings/ but before faces/: the next run
+    # sees the stale file and mends it.
+    from analyzer.records import _replace_person_column
+
+    (stale,) = (out / "embeddings").glob("phone_street*.parquet")
+    _replace_person_column(stale, {0: 99})
+    summary, _ = analyze(link=True)
+    assert summary.relabeled == 1
+    vectors = pd.read_parquet(out / "embeddings").merge(
+        tracks, on=["source", "track_id"]
+    )
+    assert (vectors.person_x == vectors.person_y).all()
