@@ -9,7 +9,6 @@ reuses parts already made with the same settings, writes ``tracks.parquet``,
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -21,7 +20,7 @@ from tqdm import tqdm
 from emotion_contract.schema import ANNOTATED_DIR
 
 from .annotate import annotate_video, annotated_name
-from .outdir import check_free_space, is_disk_full
+from .outdir import check_free_space, is_disk_full, write_json
 from .pipeline import analyze_source
 from .records import (
     EMBEDDINGS_DIR,
@@ -202,31 +201,33 @@ def run(
                 source, out, row.part, annotate, progress, on_warning
             )
         summary.rows.append(row)
-    summary.relabeled = assign_persons(out, summary.rows, runtime)
-    write_tracks(out, _part_rows(out, summary.rows, "tracks"))
-    write_persons(out, _part_rows(out, summary.rows, "persons"))
+    metas = _part_metadata(out, summary.rows)
+    summary.relabeled = assign_persons(out, metas, runtime)
+    write_tracks(out, [t for meta in metas.values() for t in meta.get("tracks", [])])
+    write_persons(out, [p for meta in metas.values() for p in meta.get("persons", [])])
     write_sources(out, summary.rows)
     summary.pruned = prune_parts(out, summary.rows)
     _write_run_facts(out, runtime, summary, started, complete=True, extra=facts)
     return summary
 
 
-def assign_persons(out: Path, rows: list[SourceRow], runtime: Runtime) -> int:
-    """Settle the ``person`` ids of every ok source: as linked within each source,
-    or run-wide with ``--link-across-sources`` (persons of different sources
-    linked by their stored track vectors, :func:`analyzer.reid.link_across_sources`).
-    Parts whose ids change are rewritten; returns how many."""
-    parts = [r.part for r in rows if r.status == "ok" and r.part]
-    wanted: dict[str, dict[int, int | None]] = {}
-    for part in parts:
-        meta = read_part_metadata(out / FACES_DIR / part) or {}
-        wanted[part] = {
+def assign_persons(out: Path, metas: dict[str, dict], runtime: Runtime) -> int:
+    """Settle the ``person`` ids of every ok source's part (``metas``: part name ->
+    its metadata, updated in place): as linked within each source, or run-wide
+    with ``--link-across-sources`` (persons of different sources linked by their
+    stored track vectors, :func:`analyzer.reid.link_across_sources`). Parts whose
+    ids change are rewritten; returns how many."""
+    parts = list(metas)
+    wanted = {
+        part: {
             t["track_id"]: t.get("source_person", t.get("person"))
             for t in meta.get("tracks", [])
         }
+        for part, meta in metas.items()
+    }
     if runtime.config.link_across_sources and runtime.embedder is not None:
         _link_across_sources(out, parts, wanted, runtime.config.reid_threshold)
-    return sum(relabel_persons(out, part, wanted[part]) for part in parts)
+    return sum(relabel_persons(out, part, wanted[part], metas[part]) for part in parts)
 
 
 def _link_across_sources(
@@ -283,14 +284,13 @@ def _annotated(
     return path.relative_to(out).as_posix() if path.is_file() else None
 
 
-def _part_rows(out: Path, rows: list[SourceRow], key: str) -> list[dict]:
-    """Every ok source's ``tracks`` or ``persons`` rows, from its part's metadata."""
-    found = []
-    for row in rows:
-        if row.status == "ok" and row.part:
-            meta = read_part_metadata(out / FACES_DIR / row.part) or {}
-            found += meta.get(key, [])
-    return found
+def _part_metadata(out: Path, rows: list[SourceRow]) -> dict[str, dict]:
+    """Each ok source's part metadata (its track and person rows), read once."""
+    return {
+        row.part: read_part_metadata(out / FACES_DIR / row.part) or {}
+        for row in rows
+        if row.status == "ok" and row.part
+    }
 
 
 def _remove_temporaries(out: Path) -> None:
@@ -331,6 +331,4 @@ def _write_run_facts(
         }
         | (extra or {})
     )
-    tmp = out / ".run.json.tmp"
-    tmp.write_text(json.dumps(facts, indent=2) + "\n")
-    tmp.replace(out / "run.json")
+    write_json(out / "run.json", facts)

@@ -370,8 +370,6 @@ def _run(args) -> int:
 
     engine_kwargs = {}
     if args.engine == "ray":
-        from emotion_contract.extras import MissingExtra
-
         from .ray_engine import ray_engine
 
         try:

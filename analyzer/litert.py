@@ -173,13 +173,7 @@ def write_copy(
         except Exception:  # LiteRT raises ValueError or RuntimeError on bad bytes
             diff = float("inf")
         if diff <= MAX_ABS_DIFF:
-            meta = {
-                "source": source.name,
-                "source_sha256": sha256,
-                "max_abs_diff": diff,
-                "sha256": hashlib.sha256(target.read_bytes()).hexdigest(),
-            }
-            _record(target).write_text(json.dumps(meta, indent=2) + "\n")
+            _write_record(target, source, sha256, diff, target.read_bytes())
             return diff
     data = _convert(keras_model, input_shape)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -189,15 +183,22 @@ def write_copy(
     if not diff <= MAX_ABS_DIFF:  # NaN fails too
         tmp.unlink()
         raise ConversionError(f"LiteRT copy differs from {source} by {diff:g}")
+    _write_record(target, source, sha256, diff, data)
+    tmp.replace(target)
+    return diff
+
+
+def _write_record(
+    copy: Path, source: Path, sha256: str, diff: float, data: bytes
+) -> None:
+    """The copy's record: what it was made from, its digest, the check's result."""
     meta = {
         "source": source.name,
         "source_sha256": sha256,
         "max_abs_diff": diff,
         "sha256": hashlib.sha256(data).hexdigest(),
     }
-    _record(target).write_text(json.dumps(meta, indent=2) + "\n")
-    tmp.replace(target)
-    return diff
+    _record(copy).write_text(json.dumps(meta, indent=2) + "\n")
 
 
 def made_from(copy: Path, sha256: str | None) -> bool:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
-import json
 import logging
 import math
 import signal
@@ -41,6 +40,7 @@ from emotion_contract.schema import (
     SMOOTHED,
 )
 
+from .outdir import write_json
 from .records import write_table
 
 logger = logging.getLogger(__name__)
@@ -144,7 +144,7 @@ class Reader(threading.Thread):
                 break
             lost = "end of stream" if error is None else error
             if not self.reconnect:
-                self.slot.close(lost if error else "end of stream")
+                self.slot.close(lost)
                 return
             if self.received > before:
                 backoff = BACKOFF_START_S
@@ -409,9 +409,7 @@ def run_live(args, runtime, stop: threading.Event, why: list[str]) -> dict:
             }
             | extra
         )
-        tmp = out / ".run.json.tmp"
-        tmp.write_text(json.dumps(facts, indent=2) + "\n")
-        tmp.replace(out / "run.json")
+        write_json(out / "run.json", facts)
 
     began = time.monotonic()
     write_facts(complete=False, running=True, ended=None)
@@ -480,7 +478,11 @@ def parse_serve(text: str) -> tuple[str, int]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from analyzer.config import DEFAULT_DETECT_INTERVAL_S, DEFAULT_MIN_FACE
+    from analyzer.config import (
+        DEFAULT_DETECT_INTERVAL_S,
+        DEFAULT_MIN_FACE,
+        DEFAULT_SMOOTH_S,
+    )
 
     p = argparse.ArgumentParser(
         prog="python -m analyzer.live",
@@ -533,7 +535,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--smooth",
         type=float,
-        default=0.25,
+        default=DEFAULT_SMOOTH_S,
         metavar="HALF_LIFE_S",
         help="half-life of the causal smoother (0: off)",
     )

@@ -27,6 +27,14 @@ class DiskFull(OutputError):
     """Too little free space left to write the next source safely."""
 
 
+def write_json(path: Path, facts: dict) -> None:
+    """Write ``facts`` as JSON under a temporary name renamed into place, so a
+    reader (a dashboard polling ``run.json``) never sees half a file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(facts, indent=2) + "\n")
+    tmp.replace(path)
+
+
 def check_output(out: Path, inputs: list[Path]) -> None:
     """Make ``out`` (if needed) and check that it can hold this run's output.
 

@@ -418,14 +418,17 @@ class PartWriter:
             path.unlink(missing_ok=True)
 
 
-def relabel_persons(out: Path, part: str, persons: dict[int, int | None]) -> bool:
+def relabel_persons(
+    out: Path, part: str, persons: dict[int, int | None], meta: dict | None = None
+) -> bool:
     """Give a finished part's tracks these person ids (by track id) in ``faces/``,
-    in its metadata's track and person rows, and in ``embeddings/``; returns
-    whether anything changed. Each file is replaced atomically, and the ids are
-    always derived from ``source_person``, so a run stopped halfway redoes it."""
+    in its metadata's track and person rows (``meta``, the part's metadata when
+    already read, is updated in place), and in ``embeddings/``; returns whether
+    anything changed. Each file is replaced atomically, and the ids are always
+    derived from ``source_person``, so a run stopped halfway redoes it."""
     path = Path(out) / FACES_DIR / part
-    meta = read_part_metadata(path)
-    if meta is None:
+    meta = read_part_metadata(path) if meta is None else meta
+    if not meta:
         return False
     tracks = meta.get("tracks", [])
     vectors = Path(out) / EMBEDDINGS_DIR / part
@@ -461,6 +464,11 @@ def _replace_person_column(
     table = table.set_column(table.schema.get_field_index("person"), "person", column)
     if metadata is not None:
         table = table.replace_schema_metadata({META_KEY: json.dumps(metadata)})
+    _replace(path, table)
+
+
+def _replace(path: Path, table: pa.Table) -> None:
+    """Write ``table`` under a hidden temporary name and rename it to ``path``."""
     tmp = path.with_name(f".{path.name}.tmp")
     pq.write_table(table, tmp)
     tmp.replace(path)
@@ -491,9 +499,7 @@ def write_table(
         )
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(table, tmp)
-    tmp.replace(path)
+    _replace(path, table)
     return path
 
 

@@ -82,9 +82,6 @@ class TrackSpan:
     first_s: float
     last_s: float
 
-    def overlaps(self, other: TrackSpan) -> bool:
-        return self.first_s <= other.last_s and other.first_s <= self.last_s
-
 
 def track_embedding(vectors: np.ndarray) -> np.ndarray:
     """One vector for a track: the mean of its samples' descriptors."""

@@ -19,7 +19,8 @@ two by their margin between people.
 ``--across`` analyzes cuts.mp4 with woman2.mp4 and phone_street.mp4 (the files its
 shots come from, one person each) and mirrored, darker and zoomed copies of those
 two as separate videos, with ``--link-across-sources``, and scores the run-wide
-person ids over every track of the nine files.
+person ids over every track of the nine files, and times the linking on 900
+synthetic persons (300 videos x 3).
 
 ``--cost N`` also times N alternating pairs of whole runs on the 10x woman2 loop
 with ``--reid none`` and ``--reid dlib`` (the share of a run re-identification
@@ -43,9 +44,12 @@ from analyzer.batch import run
 from analyzer.config import AnalyzerConfig
 from analyzer.faces import Faces
 from analyzer.reid import (
+    DEFAULT_THRESHOLD,
     DlibEmbedder,
+    SourcePerson,
     TrackSamples,
     TrackSpan,
+    link_across_sources,
     link_tracks,
     pairwise_scores,
     track_embedding,
@@ -281,6 +285,28 @@ def across(tmp: Path, truth: dict) -> dict:
     }
 
 
+def link_scale(videos: int = 300, per_video: int = 3, people: int = 200) -> dict:
+    """Time ``link_across_sources`` on synthetic persons: ``videos`` x ``per_video``
+    persons drawn from ``people`` random identities, two noisy tracks each."""
+    rng = np.random.default_rng(0)
+    identities = rng.normal(size=(people, 128))
+    identities /= np.linalg.norm(identities, axis=1, keepdims=True)
+    persons, truth = [], []
+    for v in range(videos):
+        for k, who in enumerate(rng.choice(people, per_video, replace=False)):
+            tracks = identities[who] + rng.normal(scale=0.01, size=(2, 128))
+            persons.append(SourcePerson(f"v{v}", k, tracks))
+            truth.append(int(who))
+    started = time.perf_counter()
+    ids = link_across_sources(persons, DEFAULT_THRESHOLD)
+    return {
+        "persons": len(persons),
+        "identities_present": len(set(truth)),
+        "run_ids": len(set(ids)),
+        "seconds": round(time.perf_counter() - started, 2),
+    }
+
+
 def cost(tmp: Path, pairs: int) -> dict:
     import statistics
 
@@ -325,6 +351,7 @@ def main() -> None:
             )
         if args.across:
             result["across"] = across(tmp, truth)
+            result["link_scale"] = link_scale()
         if args.cost:
             result["cost"] = cost(tmp, args.cost)
     print(json.dumps(result, indent=2))

@@ -36,8 +36,10 @@ def reliability(
     labels: np.ndarray, probs: np.ndarray, bins: int = ECE_BINS
 ) -> list[dict]:
     """Per equal-width confidence bin: its count, mean confidence and accuracy."""
-    confidence = probs.max(axis=1)
-    correct = probs.argmax(axis=1) == labels
+    return _bins(probs.max(axis=1), probs.argmax(axis=1) == labels, bins)
+
+
+def _bins(confidence: np.ndarray, correct: np.ndarray, bins: int) -> list[dict]:
     which = np.minimum((confidence * bins).astype(int), bins - 1)
     out = []
     for b in range(bins):
@@ -58,7 +60,10 @@ def reliability(
 def ece(labels: np.ndarray, probs: np.ndarray, bins: int = ECE_BINS) -> float:
     """Expected calibration error: the count-weighted mean |accuracy - confidence|
     over equal-width bins of the top probability."""
-    table = reliability(labels, probs, bins)
+    return _ece(reliability(labels, probs, bins))
+
+
+def _ece(table: list[dict]) -> float:
     total = sum(b["n"] for b in table)
     return float(
         sum(b["n"] * abs(b["accuracy"] - b["confidence"]) for b in table if b["n"])
@@ -143,13 +148,7 @@ def ece_floor(probs: np.ndarray, n: int, draws: int = 200) -> float:
     found = []
     for _ in range(draws):
         c = rng.choice(confidence, n)
-        right = rng.random(n) < c
-        which = np.minimum((c * ECE_BINS).astype(int), ECE_BINS - 1)
-        counts = np.bincount(which, minlength=ECE_BINS)
-        gap = np.abs(
-            np.bincount(which, right, ECE_BINS) - np.bincount(which, c, ECE_BINS)
-        )
-        found.append(gap.sum() / max(counts.sum(), 1))
+        found.append(_ece(_bins(c, rng.random(n) < c, ECE_BINS)))
     return round(float(np.mean(found)), 4)
 
 
