@@ -19,7 +19,7 @@ import numpy as np
 from emotion_contract.layers import load_keras_model
 
 from .card import save_derived
-from .data import load_cached, load_validation, stratified_split
+from .data import load_cached, stratified_split
 from .evaluate import metrics, predict
 
 
@@ -82,12 +82,11 @@ def choose(
         raise ValueError("weight averaging needs at least two snapshots")
     model = load_keras_model(model_path)
     original = model.get_weights()
-    val = load_validation(data_root, cache_dir)
+    train, val = stratified_split(load_cached(data_root, "train", cache_dir))
     given = metrics(val.labels, predict(model, val.images))
     mean = averaged_weights(model, snapshots)
     model.set_weights([m.astype(o.dtype) for m, o in zip(mean, original, strict=True)])
     if recompute_bn:
-        train, _ = stratified_split(load_cached(data_root, "train", cache_dir))
         order = np.random.default_rng(seed).permutation(len(train))
         recompute_batchnorm(model, train.images[order])
     averaged = metrics(val.labels, predict(model, val.images))
