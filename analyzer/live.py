@@ -164,6 +164,7 @@ class Reader(threading.Thread):
 
     def _play(self) -> None:
         from analyzer.sources import BgrConverter, Frame
+        from emotion_contract.frames import upright, upright_turns
 
         with open_source(self.spec, self.timeout_s) as container:
             stream = container.streams.video[0]
@@ -186,7 +187,11 @@ class Reader(threading.Thread):
                     delay = started + (t - first_t) - time.monotonic()
                     if delay > 0 and self.stopping.wait(delay):
                         return
-                image = to_bgr(picture)
+                image = upright(to_bgr(picture), picture.rotation)
+                if picture.rotation and "rotation" not in self.info:
+                    # Phones store the picture sideways with a display rotation.
+                    self.info["rotation"] = upright_turns(picture.rotation) * 90
+                    self.info["height"], self.info["width"] = image.shape[:2]
                 arrival = Arrival(time.time(), time.monotonic(), self.segment)
                 self.slot.put((Frame(self.received, t, image), arrival))
                 self.received += 1

@@ -82,8 +82,10 @@ def make_video(
     pts_ms: list[int] | None = None,
     codec: str = "libx264",
     faststart: bool = False,
+    rotation: int = 0,
 ) -> Path:
-    """Encode frames with PyAV; ``pts_ms`` sets presentation times (ms) explicitly."""
+    """Encode frames with PyAV; ``pts_ms`` sets presentation times (ms) explicitly,
+    ``rotation`` a display rotation (degrees counter-clockwise) as phones store it."""
     from fractions import Fraction
 
     import av
@@ -93,6 +95,8 @@ def make_video(
     with av.open(str(path), "w", options=options) as container:
         stream = container.add_stream(codec, rate=fps)
         stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        if rotation:
+            stream.set_display_rotation(rotation)
         if pts_ms is not None:
             stream.codec_context.time_base = Fraction(1, 1000)
         for i, image in enumerate(frames):

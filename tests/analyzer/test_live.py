@@ -23,7 +23,7 @@ from analyzer.live import LatestFrame, build_parser, run_live
 from benchmarks.synthetic import BROWSER_FLAGS
 from emotion_contract.schema import FACE_SCHEMA, FRAME_SCHEMA
 
-from ..helpers import moving_blob_video
+from ..helpers import blob_frame, make_video, moving_blob_video
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -111,6 +111,20 @@ def test_realtime_file_rolls_readable_parts(tmp_path, runtime):
     assert not list(out.rglob(".*.tmp"))
     facts = json.loads((out / "run.json").read_text())
     assert facts["mode"] == "live" and facts["latency_rows"]["p95_ms"] > 0
+
+
+def test_a_rotated_phone_video_is_analyzed_upright(tmp_path, runtime):
+    clip = tmp_path / "phone.mp4"
+    frames = [blob_frame(160, 120, [(20 + i, 30, 36)]) for i in range(10)]
+    make_video(clip, frames, rotation=-90)  # shown turned 90 degrees clockwise
+    out = tmp_path / "out"
+    facts = run_live(_args(clip, "--out", out), runtime, threading.Event(), [])
+    info = facts["source_info"]
+    assert (info["rotation"], info["width"], info["height"]) == (270, 120, 160)
+    # The square at x=20, y=30 of the stored picture lands at x = 120 - 30 - 36
+    # = 54, y = 20 of the upright one (as in batch mode).
+    first = pd.read_parquet(out / "faces").sort_values("frame_index").iloc[0]
+    assert (first["x1"], first["y1"]) == pytest.approx((54, 20), abs=2)
 
 
 def test_http_stream_rows_match_the_clip(tmp_path, runtime, served):

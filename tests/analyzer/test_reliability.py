@@ -29,7 +29,7 @@ from analyzer.config import AnalyzerConfig
 from analyzer.outdir import DiskFull, OutputLock
 from analyzer.runtime import Runtime
 
-from ..helpers import blob_frame, moving_blob_video, write_image
+from ..helpers import blob_frame, make_video, moving_blob_video, write_image
 
 FAKE = ["--detector", "fake", "--no-report", "-q"]
 
@@ -314,21 +314,10 @@ def test_a_truncated_mkv_fails_instead_of_passing_as_complete(tmp_path, runtime)
 
 
 def test_a_rotated_phone_video_is_analyzed_upright(tmp_path, tiny_model):
-    import av
-
     path = tmp_path / "in" / "phone.mp4"
     path.parent.mkdir()
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=10)
-        stream.width, stream.height, stream.pix_fmt = 160, 120, "yuv420p"
-        stream.set_display_rotation(-90)  # shown turned 90 degrees clockwise
-        for i in range(20):
-            image = blob_frame(160, 120, [(20 + i, 30, 36)])
-            frame = av.VideoFrame.from_ndarray(image, format="bgr24")
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
+    frames = [blob_frame(160, 120, [(20 + i, 30, 36)]) for i in range(20)]
+    make_video(path, frames, rotation=-90)  # shown turned 90 degrees clockwise
     runtime = Runtime.create(
         AnalyzerConfig(model=tiny_model, detector="fake", sample_fps=None)
     )
