@@ -38,6 +38,13 @@ def _add_model_data_cache(parser: argparse.ArgumentParser) -> None:
     _add_cache(parser)
 
 
+def _share(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is not between 0 and 1")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m training",
@@ -100,6 +107,20 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="compile the training step without XLA (XLA is about 1.8x faster on "
         "CPU here; see docs/model.md)",
+    )
+    train.add_argument(
+        "--teacher",
+        type=Path,
+        action="append",
+        default=[],
+        help="distil from this .keras model (repeat for an ensemble): the targets "
+        "mix the labels with the teachers' mean output on the training faces",
+    )
+    train.add_argument(
+        "--distill-weight",
+        type=_share,
+        default=0.5,
+        help="share of the target taken from the teachers (default: 0.5)",
     )
     _add_cache(train)
     train.add_argument("--seed", type=int, default=1337, help="random seed")
@@ -252,6 +273,8 @@ def _train(args) -> int:
         limit=args.limit,
         snapshots=args.snapshots,
         xla=not args.no_xla,
+        teachers=tuple(args.teacher),
+        distill_weight=args.distill_weight,
     )
     path = train(config)
     print(f"saved {path} (card: {path.parent / 'model_card.md'})")

@@ -42,6 +42,9 @@ class TrainConfig:
     # XLA for the training step: 84 against 47 images/s at 64 px on 2 cores
     # (python -m benchmarks.train_throughput; docs/model.md).
     xla: bool = True
+    # Distillation: the targets mix the labels with these models' mean output.
+    teachers: tuple[Path, ...] = ()
+    distill_weight: float = 0.5
 
     @property
     def checkpoint_dir(self) -> Path:
@@ -61,6 +64,41 @@ def _inputs(split: FerSplit) -> np.ndarray:
 
 def _targets(split: FerSplit) -> np.ndarray:
     return np.eye(len(EMOTIONS), dtype="float32")[split.labels]
+
+
+def teacher_probs(
+    teachers: tuple[Path, ...], images: np.ndarray, cache: Path
+) -> np.ndarray:
+    """The teachers' mean probabilities for ``images`` (unaugmented), kept in
+    ``cache`` so that a resumed run does not predict again."""
+    import keras
+
+    from emotion_contract.layers import load_keras_model
+
+    from .evaluate import predict
+
+    key = np.array([str(t) for t in teachers] + [str(len(images))])
+    if cache.exists():
+        with np.load(cache) as stored:
+            if np.array_equal(stored["key"], key):
+                return stored["probs"]
+    probs = np.zeros((len(images), len(EMOTIONS)), dtype=np.float64)
+    for path in teachers:
+        probs += predict(load_keras_model(path), images)
+        keras.backend.clear_session()  # one teacher in memory at a time
+        logger.info("teacher %s predicted", path)
+    probs = (probs / len(teachers)).astype("float32")
+    np.savez(cache, key=key, probs=probs)
+    return probs
+
+
+def distill_targets(
+    labels: np.ndarray, teacher: np.ndarray, weight: float
+) -> np.ndarray:
+    """One-hot labels mixed with the teachers' probabilities, ``weight`` on the
+    teachers: fixed soft targets (Hinton et al. 2015 with temperature 1)."""
+    onehot = np.eye(len(EMOTIONS), dtype="float32")[labels]
+    return ((1.0 - weight) * onehot + weight * teacher).astype("float32")
 
 
 def _optimizer(phase: Phase, steps_per_epoch: int):
@@ -201,8 +239,14 @@ def train(config: TrainConfig) -> Path:
         pick = np.random.default_rng(config.seed).permutation(len(train_split))
         train_split = train_split.subset(np.sort(pick[: config.limit]))
     weights = class_weights(train_split.labels, config.recipe.class_weight_power)
+    targets = _targets(train_split)
+    if config.teachers:
+        teacher = teacher_probs(
+            config.teachers, train_split.images, config.out / "teacher_probs.npz"
+        )
+        targets = distill_targets(train_split.labels, teacher, config.distill_weight)
     data = (
-        (_inputs(train_split), _targets(train_split), weights[train_split.labels]),
+        (_inputs(train_split), targets, weights[train_split.labels]),
         (_inputs(val_split), _targets(val_split)),
     )
     model = build_model(config.recipe)
@@ -223,6 +267,9 @@ def train(config: TrainConfig) -> Path:
         "seed": config.seed,
         "init": str(config.init) if config.init else None,
     }
+    if config.teachers:
+        facts["teachers"] = [str(t) for t in config.teachers]
+        facts["distill_weight"] = config.distill_weight
     path = config.out / "model.keras"
     card.save_with_card(model, path, config, facts)
     return path

@@ -14,7 +14,7 @@ from training.cli import main
 from training.data import DataError, FerSplit, load_split, stratified_split
 from training.recipes import CPU, RECIPES
 
-from ..helpers import write_image
+from ..helpers import CONSTANT_PROBS, constant_model, write_image
 
 FOLDER_CLASSES = ["angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"]
 
@@ -149,6 +149,7 @@ def test_zero_init_makes_residual_blocks_identities():
 @pytest.mark.slow
 def test_train_one_step_save_load_and_evaluate_json(folder_data, tmp_path, capsys):
     out = tmp_path / "run"
+    teacher = constant_model(tmp_path / "teacher.keras")
     tiny = replace(CPU, image_size=32, batch_size=8).with_epochs(1)
     RECIPES["tiny-test"] = replace(tiny, name="tiny-test")
     try:
@@ -166,11 +167,21 @@ def test_train_one_step_save_load_and_evaluate_json(folder_data, tmp_path, capsy
                 "--snapshots",
                 "--seed",
                 "7",  # another run seed: the validation split stays the same
+                "--teacher",
+                str(teacher),
+                "--teacher",
+                str(teacher),
+                "--distill-weight",
+                "0.3",
             ]
         )
     finally:
         del RECIPES["tiny-test"]
     assert code == 0
+    # Two teachers that always say CONSTANT_PROBS average to it, for every face.
+    with np.load(out / "teacher_probs.npz") as stored:
+        assert stored["probs"].shape == (35, 7)  # 42 faces less validation
+        np.testing.assert_allclose(stored["probs"], [CONSTANT_PROBS] * 35, atol=1e-6)
     assert len(list((out / "checkpoints").glob("*/epochs/epoch-01.weights.h5"))) == 1
     info = read_info(out / "model.keras")
     assert info.class_names == EMOTIONS and info.input_size == (48, 48)
@@ -179,6 +190,7 @@ def test_train_one_step_save_load_and_evaluate_json(folder_data, tmp_path, capsy
     assert "epoch_time_s" in (out / "training_log.csv").read_text().splitlines()[0]
     card = json.loads((out / "model_card.json").read_text())
     assert set(card["results"]) == {"validation", "test"}
+    assert card["teachers"] == [str(teacher)] * 2 and card["distill_weight"] == 0.3
     capsys.readouterr()
     assert (
         main(
@@ -209,6 +221,18 @@ def test_train_one_step_save_load_and_evaluate_json(folder_data, tmp_path, capsy
     assert again["confusion_matrix"] == validation["confusion_matrix"]
     assert set(report["per_class"]) == set(EMOTIONS)
     assert np.array(report["confusion_matrix"]).sum() == 14
+
+
+def test_distill_targets_mix_labels_and_teachers():
+    from training.train import distill_targets
+
+    teacher = np.array([CONSTANT_PROBS, CONSTANT_PROBS], dtype="float32")
+    targets = distill_targets(np.array([0, 3]), teacher, 0.25)
+    np.testing.assert_allclose(targets.sum(axis=1), 1.0, atol=1e-6)
+    np.testing.assert_allclose(targets[0], 0.25 * CONSTANT_PROBS + 0.75 * np.eye(7)[0])
+    np.testing.assert_allclose(
+        distill_targets(np.array([5]), teacher[:1], 0.0)[0], np.eye(7)[5]
+    )
 
 
 def test_init_copies_weights_from_a_saved_model(tmp_path):
