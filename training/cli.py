@@ -133,7 +133,20 @@ def _parser() -> argparse.ArgumentParser:
 
     ev = sub.add_parser("evaluate", help="report a model's accuracy on a split")
     _add_model_data_cache(ev)
-    ev.add_argument("--split", default="test", help="split to evaluate (default: test)")
+    ev.add_argument(
+        "--split",
+        default="test",
+        help="split to evaluate: test (default), train, or val (the validation "
+        "split training holds out)",
+    )
+    ev.add_argument(
+        "--ensemble",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="MODEL",
+        help="also run this model and report on the mean probabilities (repeat)",
+    )
     ev.add_argument("--json", action="store_true", help="print one JSON object")
     ca = sub.add_parser(
         "calibrate",
@@ -311,15 +324,26 @@ def _calibrate(args) -> int:
 def _evaluate(args) -> int:
     from .evaluate import evaluate
 
-    report = evaluate(args.model, args.data, args.split, cache_dir=args.cache)
+    report = evaluate(
+        args.model,
+        args.data,
+        args.split,
+        cache_dir=args.cache,
+        ensemble=tuple(args.ensemble),
+    )
     if args.json:
         print(json.dumps(report))
         return 0
+    what = " + ".join(report.get("ensemble", [str(args.model)]))
     print(
-        f"{args.model} on {args.split} ({report['n']} images): "
+        f"{what} on {args.split} ({report['n']} images): "
         f"accuracy {report['accuracy']:.4f}, macro F1 {report['macro_f1']:.4f}, "
         f"ECE {report['ece']:.4f}, NLL {report['nll']:.4f} "
-        f"(temperature {report['temperature']:g})"
+        + (
+            "(each model calibrated by its own file)"
+            if args.ensemble
+            else f"(temperature {report['temperature']:g})"
+        )
     )
     for name, s in report["per_class"].items():
         print(

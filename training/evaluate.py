@@ -66,23 +66,22 @@ def evaluate(
     data_root: Path,
     split: str = "test",
     cache_dir: Path | None = None,
+    ensemble: tuple[Path, ...] = (),
 ) -> dict:
-    """Load a saved model and report its metrics on one split of a data set, on
-    its calibrated probabilities (the model file's temperature and confidence map
-    applied)."""
-    from emotion_contract.calibration import calibrate
-    from emotion_contract.layers import load_keras_model
-    from emotion_contract.modelfile import read_info
+    """Load a saved model and report its metrics on one split of a data set
+    (``val``: the validation split training holds out), on its calibrated
+    probabilities (the model file's temperature and confidence map applied).
+    With ``ensemble``, on the mean of those models' and this one's probabilities."""
+    from .data import load_cached, load_validation
 
-    from .data import load_cached
-
-    info = read_info(model_path)
-    if tuple(info.class_names) != EMOTIONS:
-        raise ValueError(f"{model_path} has classes {info.class_names}, not FER2013's")
-    model = load_keras_model(model_path)
-    data = load_cached(data_root, split, cache_dir)
-    probs = calibrate(predict(model, data.images), info)
+    if split == "val":
+        data = load_validation(data_root, cache_dir)
+    else:
+        data = load_cached(data_root, split, cache_dir)
+    paths = (model_path, *ensemble)
+    probs = np.mean([_calibrated(path, data.images) for path in paths], axis=0)
     report = metrics(data.labels, probs)
+    info = _info(model_path)
     report.update(
         split=split,
         model=str(model_path),
@@ -90,4 +89,27 @@ def evaluate(
         temperature=info.temperature,
         confidence_map=info.confidence_map is not None,
     )
+    if ensemble:
+        report["ensemble"] = [str(path) for path in paths]
     return report
+
+
+def _info(model_path: Path):
+    from emotion_contract.modelfile import read_info
+
+    info = read_info(model_path)
+    if tuple(info.class_names) != EMOTIONS:
+        raise ValueError(f"{model_path} has classes {info.class_names}, not FER2013's")
+    return info
+
+
+def _calibrated(model_path: Path, images: np.ndarray) -> np.ndarray:
+    import keras
+
+    from emotion_contract.calibration import calibrate
+    from emotion_contract.layers import load_keras_model
+
+    info = _info(model_path)
+    probs = calibrate(predict(load_keras_model(model_path), images), info)
+    keras.backend.clear_session()  # one model in memory at a time
+    return probs

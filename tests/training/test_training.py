@@ -219,6 +219,15 @@ def test_train_one_step_save_load_and_evaluate_json(folder_data, tmp_path, capsy
     again = metrics(val.labels, predict(model, val.images))
     validation = card["results"]["validation"]
     assert again["confusion_matrix"] == validation["confusion_matrix"]
+    # An ensemble is scored on the mean of its models' probabilities.
+    capsys.readouterr()
+    argv = ["evaluate", "--data", str(folder_data), "--split", "val", "--json"]
+    argv += ["--model", str(out / "model.keras"), "--ensemble", str(teacher)]
+    assert main([*argv, "--cache", str(tmp_path / "cache")]) == 0
+    both = json.loads(capsys.readouterr().out)
+    mean = (predict(model, val.images) + CONSTANT_PROBS) / 2
+    assert both["n"] == len(val) and len(both["ensemble"]) == 2
+    assert both["nll"] == metrics(val.labels, mean)["nll"]
     assert set(report["per_class"]) == set(EMOTIONS)
     assert np.array(report["confusion_matrix"]).sum() == 14
 
