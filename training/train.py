@@ -70,14 +70,16 @@ def teacher_probs(
     teachers: tuple[Path, ...], images: np.ndarray, cache: Path
 ) -> np.ndarray:
     """The teachers' mean probabilities for ``images`` (unaugmented), kept in
-    ``cache`` so that a resumed run does not predict again."""
+    ``cache`` (keyed by the teachers' SHA-256) so that a resumed run does not
+    predict again."""
     import keras
 
     from emotion_contract.layers import load_keras_model
+    from emotion_contract.modelfile import file_sha256
 
     from .evaluate import predict
 
-    key = np.array([str(t) for t in teachers] + [str(len(images))])
+    key = np.array([file_sha256(t) for t in teachers] + [str(len(images))])
     if cache.exists():
         with np.load(cache) as stored:
             if np.array_equal(stored["key"], key):
