@@ -79,15 +79,18 @@ def evaluate(
     else:
         data = load_cached(data_root, split, cache_dir)
     paths = (model_path, *ensemble)
-    probs = np.mean([_calibrated(path, data.images) for path in paths], axis=0)
+    infos = [_info(path) for path in paths]
+    probs = np.mean(
+        [predict_file(p, data.images, i) for p, i in zip(paths, infos, strict=True)],
+        axis=0,
+    )
     report = metrics(data.labels, probs)
-    info = _info(model_path)
     report.update(
         split=split,
         model=str(model_path),
         data=str(data_root),
-        temperature=info.temperature,
-        confidence_map=info.confidence_map is not None,
+        temperature=infos[0].temperature,
+        confidence_map=infos[0].confidence_map is not None,
     )
     if ensemble:
         report["ensemble"] = [str(path) for path in paths]
@@ -103,13 +106,15 @@ def _info(model_path: Path):
     return info
 
 
-def _calibrated(model_path: Path, images: np.ndarray) -> np.ndarray:
+def predict_file(model_path: Path, images: np.ndarray, info=None) -> np.ndarray:
+    """A saved model's probabilities for ``images``: raw, or calibrated by
+    ``info`` (its :class:`ModelInfo`) when given. The model is dropped after, so
+    several can be run one after another in bounded memory."""
     import keras
 
     from emotion_contract.calibration import calibrate
     from emotion_contract.layers import load_keras_model
 
-    info = _info(model_path)
-    probs = calibrate(predict(load_keras_model(model_path), images), info)
-    keras.backend.clear_session()  # one model in memory at a time
-    return probs
+    probs = predict(load_keras_model(model_path), images)
+    keras.backend.clear_session()
+    return probs if info is None else calibrate(probs, info)

@@ -67,27 +67,23 @@ def _targets(split: FerSplit) -> np.ndarray:
 
 
 def teacher_probs(
-    teachers: tuple[Path, ...], images: np.ndarray, cache: Path
+    teachers: tuple[Path, ...], split: FerSplit, cache: Path
 ) -> np.ndarray:
-    """The teachers' mean probabilities for ``images`` (unaugmented), kept in
-    ``cache`` (keyed by the teachers' SHA-256) so that a resumed run does not
-    predict again."""
-    import keras
-
-    from emotion_contract.layers import load_keras_model
+    """The teachers' mean raw probabilities for ``split``'s faces (unaugmented),
+    kept in ``cache`` (keyed by the teachers' and the faces' SHA-256) so that a
+    resumed run does not predict again."""
     from emotion_contract.modelfile import file_sha256
 
-    from .evaluate import predict
+    from .evaluate import predict_file
 
-    key = np.array([file_sha256(t) for t in teachers] + [str(len(images))])
+    key = np.array([file_sha256(t) for t in teachers] + [split.digest()])
     if cache.exists():
         with np.load(cache) as stored:
             if np.array_equal(stored["key"], key):
                 return stored["probs"]
-    probs = np.zeros((len(images), len(EMOTIONS)), dtype=np.float64)
+    probs = np.zeros((len(split), len(EMOTIONS)), dtype=np.float64)
     for path in teachers:
-        probs += predict(load_keras_model(path), images)
-        keras.backend.clear_session()  # one teacher in memory at a time
+        probs += predict_file(path, split.images)
         logger.info("teacher %s predicted", path)
     probs = (probs / len(teachers)).astype("float32")
     np.savez(cache, key=key, probs=probs)
@@ -95,12 +91,11 @@ def teacher_probs(
 
 
 def distill_targets(
-    labels: np.ndarray, teacher: np.ndarray, weight: float
+    targets: np.ndarray, teacher: np.ndarray, weight: float
 ) -> np.ndarray:
-    """One-hot labels mixed with the teachers' probabilities, ``weight`` on the
-    teachers: fixed soft targets (Hinton et al. 2015 with temperature 1)."""
-    onehot = np.eye(len(EMOTIONS), dtype="float32")[labels]
-    return ((1.0 - weight) * onehot + weight * teacher).astype("float32")
+    """One-hot ``targets`` mixed with the teachers' probabilities, ``weight`` on
+    the teachers: fixed soft targets (Hinton et al. 2015 with temperature 1)."""
+    return ((1.0 - weight) * targets + weight * teacher).astype("float32")
 
 
 def _optimizer(phase: Phase, steps_per_epoch: int):
@@ -244,9 +239,9 @@ def train(config: TrainConfig) -> Path:
     targets = _targets(train_split)
     if config.teachers:
         teacher = teacher_probs(
-            config.teachers, train_split.images, config.out / "teacher_probs.npz"
+            config.teachers, train_split, config.out / "teacher_probs.npz"
         )
-        targets = distill_targets(train_split.labels, teacher, config.distill_weight)
+        targets = distill_targets(targets, teacher, config.distill_weight)
     data = (
         (_inputs(train_split), targets, weights[train_split.labels]),
         (_inputs(val_split), _targets(val_split)),
@@ -272,6 +267,10 @@ def train(config: TrainConfig) -> Path:
     if config.teachers:
         facts["teachers"] = [str(t) for t in config.teachers]
         facts["distill_weight"] = config.distill_weight
+        # How often the teachers' top class is the label, on the faces they teach.
+        facts["teacher_train_accuracy"] = round(
+            float((teacher.argmax(axis=1) == train_split.labels).mean()), 4
+        )
     path = config.out / "model.keras"
     card.save_with_card(model, path, config, facts)
     return path

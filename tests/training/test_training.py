@@ -191,6 +191,8 @@ def test_train_one_step_save_load_and_evaluate_json(folder_data, tmp_path, capsy
     card = json.loads((out / "model_card.json").read_text())
     assert set(card["results"]) == {"validation", "test"}
     assert card["teachers"] == [str(teacher)] * 2 and card["distill_weight"] == 0.3
+    # The constant teachers always say "happy": right on 5 of the 35 training faces.
+    assert card["teacher_train_accuracy"] == round(5 / 35, 4)
     capsys.readouterr()
     assert (
         main(
@@ -236,11 +238,12 @@ def test_distill_targets_mix_labels_and_teachers():
     from training.train import distill_targets
 
     teacher = np.array([CONSTANT_PROBS, CONSTANT_PROBS], dtype="float32")
-    targets = distill_targets(np.array([0, 3]), teacher, 0.25)
+    onehot = np.eye(7, dtype="float32")
+    targets = distill_targets(onehot[[0, 3]], teacher, 0.25)
     np.testing.assert_allclose(targets.sum(axis=1), 1.0, atol=1e-6)
     np.testing.assert_allclose(targets[0], 0.25 * CONSTANT_PROBS + 0.75 * np.eye(7)[0])
     np.testing.assert_allclose(
-        distill_targets(np.array([5]), teacher[:1], 0.0)[0], np.eye(7)[5]
+        distill_targets(onehot[[5]], teacher[:1], 0.0)[0], np.eye(7)[5]
     )
 
 
