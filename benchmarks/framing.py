@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from emotion_contract.labels import EMOTIONS
-from training.data import FerSplit, load_cached, load_validation
+from training.data import FerSplit, load_named_split
 
 CANVAS, FACE = 360, 144  # frame side and pasted face side, pixels
 
@@ -93,7 +93,7 @@ def measure(
     from emotion_contract.layers import load_keras_model
     from training.evaluate import predict
 
-    data = _split(data_root, split, cache_dir)
+    data = load_named_split(data_root, split, cache_dir)
     pick = np.sort(np.random.default_rng(0).permutation(len(data))[:n])
     data = data.subset(pick)
     direct = predict(load_keras_model(model_path), data.images)
@@ -110,12 +110,6 @@ def measure(
         run([images], Path(tmp) / "out", runtime, progress=True)
         best = _best_faces(Path(tmp) / "out")
     return _compare(pasted, best, direct.argmax(axis=1), runtime)
-
-
-def _split(root: Path, split: str, cache_dir: Path | None) -> FerSplit:
-    if split == "val":
-        return load_validation(root, cache_dir)
-    return load_cached(root, split, cache_dir)
 
 
 def _compare(pasted: list[Pasted], best, direct: np.ndarray, runtime) -> dict:

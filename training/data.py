@@ -180,6 +180,16 @@ def load_validation(root: str | Path, cache_dir: Path | None = None) -> FerSplit
     return stratified_split(load_cached(root, "train", cache_dir))[1]
 
 
+def load_named_split(
+    root: str | Path, split: str, cache_dir: Path | None = None
+) -> FerSplit:
+    """A split by the name commands take: ``val`` is the validation split training
+    holds out, any other name a stored split (``train``, ``test``)."""
+    if split == "val":
+        return load_validation(root, cache_dir)
+    return load_cached(root, split, cache_dir)
+
+
 def load_cached(root: str | Path, split: str, cache_dir: Path | None) -> FerSplit:
     """Like :func:`load_split`, but keeps a compressed copy in ``cache_dir``.
 

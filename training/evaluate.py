@@ -72,12 +72,9 @@ def evaluate(
     (``val``: the validation split training holds out), on its calibrated
     probabilities (the model file's temperature and confidence map applied).
     With ``ensemble``, on the mean of those models' and this one's probabilities."""
-    from .data import load_cached, load_validation
+    from .data import load_named_split
 
-    if split == "val":
-        data = load_validation(data_root, cache_dir)
-    else:
-        data = load_cached(data_root, split, cache_dir)
+    data = load_named_split(data_root, split, cache_dir)
     paths = (model_path, *ensemble)
     infos = [_info(path) for path in paths]
     probs = np.mean(
