@@ -112,8 +112,12 @@ def _optimizer(phase: Phase, steps_per_epoch: int):
             warmup_target=lr if warmup else None,
             warmup_steps=warmup,
         )
-    elif phase.schedule != "constant":
+    elif phase.schedule not in ("constant", "plateau"):
         raise ValueError(f"unknown schedule {phase.schedule!r}")
+    if phase.optimizer == "sgd-nesterov":
+        return keras.optimizers.SGD(
+            lr, momentum=0.9, nesterov=True, weight_decay=phase.weight_decay or None
+        )
     if phase.optimizer == "adamw":
         return keras.optimizers.AdamW(lr, weight_decay=phase.weight_decay)
     if phase.optimizer == "adam":
@@ -143,6 +147,18 @@ def _callbacks(config: TrainConfig, phase_dir: Path, phase: Phase):
     callbacks = [
         keras.callbacks.BackupAndRestore(str(phase_dir / "backup")),
         _epoch_timer(),  # before the CSV logger, which writes the logs it is given
+    ]
+    if phase.schedule == "plateau":  # also logs the rate, so before the CSV logger
+        callbacks.append(
+            keras.callbacks.ReduceLROnPlateau(
+                monitor="val_accuracy",
+                mode="max",
+                factor=phase.plateau_factor,
+                patience=phase.plateau_patience,
+                min_lr=phase.learning_rate * 0.01,
+            )
+        )
+    callbacks += [
         keras.callbacks.CSVLogger(str(config.out / "training_log.csv"), append=True),
         keras.callbacks.ModelCheckpoint(
             str(phase_dir / "best.keras"), monitor="val_accuracy", save_best_only=True

@@ -247,6 +247,39 @@ def test_distill_targets_mix_labels_and_teachers():
     )
 
 
+def test_sgd_plateau_halves_the_rate_when_validation_stalls(tmp_path):
+    """The cpu-64-sgd phase: SGD with Nesterov momentum, and the rate cut (and
+    logged to the CSV) each time validation accuracy fails to improve."""
+    import keras
+
+    from training.train import TrainConfig, _callbacks, _optimizer
+
+    phase = RECIPES["cpu-64-sgd"].phases[0]
+    optimizer = _optimizer(phase, steps_per_epoch=1)
+    assert isinstance(optimizer, keras.optimizers.SGD) and optimizer.nesterov
+    assert optimizer.momentum == 0.9
+    # Every face is class 0: after the first step validation is 1.0 and stays so.
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(7, "softmax")])
+    model.compile(
+        optimizer=optimizer, loss="categorical_crossentropy", metrics=["accuracy"]
+    )
+    x, y = np.zeros((8, 3), "float32"), np.eye(7, dtype="float32")[[0] * 8]
+    config = TrainConfig(data=tmp_path, out=tmp_path, recipe=RECIPES["cpu-64-sgd"])
+    model.fit(
+        x,
+        y,
+        validation_data=(x, y),
+        epochs=4,
+        verbose=0,
+        callbacks=_callbacks(config, tmp_path / "phase", phase),
+    )
+    lines = (tmp_path / "training_log.csv").read_text().splitlines()
+    column = lines[0].split(",").index("learning_rate")
+    rates = [float(line.split(",")[column]) for line in lines[1:]]
+    lr = phase.learning_rate
+    np.testing.assert_allclose(rates, [lr, lr, lr / 2, lr / 4], rtol=1e-6)
+
+
 def test_init_copies_weights_from_a_saved_model(tmp_path):
     from training.model import build_model
     from training.train import _load_init
