@@ -126,6 +126,9 @@ def pack(
 
     if recipe not in RECIPES:
         raise SystemExit(f"unknown recipe {recipe!r}: one of {', '.join(RECIPES)}")
+    if RECIPES[recipe].phases[-1].optimizer not in ("adam", "adamw"):
+        # train() runs its own timed cosine cycle with Adam(W) only.
+        raise SystemExit(f"recipe {recipe!r}: the accelerator run trains Adam(W) only")
     full = load_cached(data, "train", cache_dir)
     train, val = stratified_split(full)
     rng = np.random.default_rng(seed)
@@ -323,12 +326,14 @@ def train_for(
             if time.time() > deadline + 30:  # an epoch ran far longer than measured
                 self.model.stop_training = True
 
+    from .batches import FixedBatches
+
     # Every batch the same shape, so XLA compiles one training step and one
     # evaluation step: a ragged last batch costs another compilation on a GPU.
     batch = recipe.batch_size
     keep = len(xv) // batch * batch or len(xv)
     model.fit(
-        FixedBatches(x, y, w, batch, seed=info["seed"]),
+        FixedBatches(x, y, w, batch, seed=info["seed"], mixup_alpha=recipe.mixup),
         validation_data=(xv[:keep], yv[:keep]),
         validation_batch_size=batch,
         epochs=max_epochs,
@@ -337,29 +342,6 @@ def train_for(
     )
     save(final=True)
     return record
-
-
-def FixedBatches(x, y, w, batch: int, *, seed: int):
-    """A Keras dataset of full batches only, reshuffled every epoch."""
-    import keras
-
-    class _Batches(keras.utils.PyDataset):
-        def __init__(self) -> None:
-            super().__init__()
-            self.rng = np.random.default_rng(seed)
-            self.order = self.rng.permutation(len(x))
-
-        def __len__(self) -> int:
-            return len(x) // batch
-
-        def __getitem__(self, i: int):
-            pick = np.sort(self.order[i * batch : (i + 1) * batch])
-            return x[pick], y[pick], w[pick]
-
-        def on_epoch_end(self) -> None:
-            self.order = self.rng.permutation(len(x))
-
-    return _Batches()
 
 
 def _device_name() -> str:

@@ -239,6 +239,7 @@ Reproduce the test figure with
 - Recipe: `{recipe["name"]}`, input resized to {recipe["image_size"]} px, batch \
 {recipe["batch_size"]}, dropout {recipe["dropout"]}, label smoothing \
 {recipe["label_smoothing"]}, class-weight power {recipe["class_weight_power"]}.
+- Augmentation: {_augmentation_md(recipe)}.
 - Phases: {
         "; ".join(
             f"{p['name']}: {p['epochs']} epochs, lr {p['learning_rate']}, "
@@ -255,6 +256,22 @@ Reproduce the test figure with
   with `python -m training framing --split val`).
 - Model file SHA-256: {card["sha256"]}.
 """
+
+
+def _augmentation_md(recipe: dict) -> str:
+    """The recipe's training augmentation in words (older cards lack newer keys)."""
+    parts = ["horizontal flip", f"rotation up to {recipe['rotation']} turn"]
+    if recipe.get("translation"):
+        parts.append(f"shift up to {recipe['translation']}")
+    if recipe.get("zoom"):
+        parts.append(f"zoom up to {recipe['zoom']}")
+    if recipe.get("erasing"):
+        parts.append(f"random erasing on {recipe['erasing']:.0%} of faces")
+    if recipe.get("mixup"):
+        parts.append(f"mixup, Beta({recipe['mixup']}, {recipe['mixup']})")
+    if recipe.get("stability"):
+        parts.append(f"stability loss x{recipe['stability']}")
+    return ", ".join(parts)
 
 
 def _selection_md(card: dict) -> str:

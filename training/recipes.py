@@ -53,6 +53,9 @@ class Recipe:
     # Random erasing (Zhong et al., AAAI 2020): the share of faces that get one
     # noise-filled rectangle, as keras.layers.RandomErasing.
     erasing: float = 0.0
+    # Mixup (Zhang et al., ICLR 2018): Beta(mixup, mixup) blends of two faces and
+    # their targets; 0 is off.
+    mixup: float = 0.0
     zero_init_residual: bool = False
     # Stability training (Zheng et al., CVPR 2016): each augmented face is also seen
     # with a small extra shift and zoom, like a face detector's box jitter between
@@ -204,6 +207,28 @@ CPU_64_SGD = replace(
     ),
 )
 
+# cpu-64-erase with mixup, the other regulariser the literature names for the
+# train/validation gap.
+CPU_64_MIXUP = replace(
+    CPU_64_ERASE,
+    name="cpu-64-mixup",
+    mixup=0.2,
+    phases=(replace(CPU_64_ERASE.phases[0], name="mixup-restart", epochs=16),),
+    notes=(
+        "Warm restart of a trained cpu-64 model (--init) at 64 px with random "
+        "erasing and mixup (Beta(0.2, 0.2)), peak lr 5e-4.",
+    ),
+)
+
 RECIPES: dict[str, Recipe] = {
-    r.name: r for r in (PAPER, CPU, CPU_64, CPU_64_STABLE, CPU_64_ERASE, CPU_64_SGD)
+    r.name: r
+    for r in (
+        PAPER,
+        CPU,
+        CPU_64,
+        CPU_64_STABLE,
+        CPU_64_ERASE,
+        CPU_64_SGD,
+        CPU_64_MIXUP,
+    )
 }

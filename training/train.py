@@ -18,6 +18,7 @@ import numpy as np
 
 from emotion_contract.labels import EMOTIONS
 
+from .batches import FixedBatches
 from .data import FerSplit, load_cached, stratified_split
 from .model import build_model, set_trainable, stability_model
 from .recipes import Phase, Recipe
@@ -216,14 +217,29 @@ def _run_phase(model, config: TrainConfig, index: int, phase: Phase, data) -> No
         jit_compile=config.xla if keras.backend.backend() == "tensorflow" else "auto",
     )
     logger.info("phase %s: %d epochs x %d steps", phase.name, phase.epochs, steps)
+    if recipe.mixup:
+        batches = FixedBatches(
+            x_train,
+            y_train,
+            w_train,
+            recipe.batch_size,
+            seed=config.seed + index,
+            mixup_alpha=recipe.mixup,
+        )
+        train_data = {"x": batches}
+    else:
+        train_data = {
+            "x": x_train,
+            "y": y_train,
+            "sample_weight": w_train,
+            "batch_size": recipe.batch_size,
+            "shuffle": True,
+        }
     model.fit(
-        x_train,
-        y_train,
-        sample_weight=w_train,
+        **train_data,
         validation_data=(x_val, y_val),
-        batch_size=recipe.batch_size,
+        validation_batch_size=recipe.batch_size,
         epochs=phase.epochs,
-        shuffle=True,
         verbose=0,
         callbacks=_callbacks(config, phase_dir, phase),
     )

@@ -186,7 +186,8 @@ def test_train_one_step_save_load_and_evaluate_json(folder_data, tmp_path, capsy
     info = read_info(out / "model.keras")
     assert info.class_names == EMOTIONS and info.input_size == (48, 48)
     assert info.extra["recipe"]["image_size"] == 32
-    assert (out / "model_card.md").exists() and (out / "confusion_matrix.png").exists()
+    assert (out / "confusion_matrix.png").exists()
+    assert "- Augmentation: horizontal flip" in (out / "model_card.md").read_text()
     assert "epoch_time_s" in (out / "training_log.csv").read_text().splitlines()[0]
     card = json.loads((out / "model_card.json").read_text())
     assert set(card["results"]) == {"validation", "test"}
@@ -447,3 +448,30 @@ def test_recompute_batchnorm_moves_the_base_statistics():
     assert recompute_batchnorm(model, faces, batch_size=8) == 2
     after = [np.array(layer.moving_mean) for layer in bn]
     assert all(np.abs(a - b).max() > 0 for a, b in zip(after, before, strict=True))
+
+
+def test_mixup_blends_faces_targets_and_weights_alike():
+    """Faces whose brightness encodes their label: after mixup each face's
+    brightness, target and weight are the same blend of two faces."""
+    from training.batches import FixedBatches
+
+    labels = np.arange(64) % 7
+    x = (10.0 * labels).reshape(-1, 1, 1, 1) * np.ones((1, 4, 4, 1), "float32")
+    y = np.eye(7, dtype="float32")[labels]
+    class_weight = np.linspace(0.5, 2.0, 7).astype("float32")
+    batches = FixedBatches(x, y, class_weight[labels], 16, seed=0, mixup_alpha=0.2)
+    assert len(batches) == 4
+    seen = 0
+    for i in range(len(batches)):
+        xb, yb, wb = batches[i]
+        np.testing.assert_allclose(yb.sum(axis=1), 1.0, rtol=1e-6)
+        np.testing.assert_allclose(
+            xb[:, 0, 0, 0], yb @ (10.0 * np.arange(7)), rtol=1e-5
+        )
+        np.testing.assert_allclose(xb.std(axis=(1, 2, 3)), 0.0, atol=1e-4)
+        np.testing.assert_allclose(wb, yb @ class_weight, rtol=1e-5)
+        seen += int((yb.max(axis=1) < 0.99).sum())
+    assert seen > 0  # some faces really are blends
+    plain = FixedBatches(x, y, class_weight[labels], 16, seed=0)
+    xb, yb, _ = plain[0]
+    assert set(yb.max(axis=1)) == {1.0}
