@@ -161,7 +161,19 @@ def _base(recipe: Recipe):
         ) from exc
     if recipe.zero_init_residual:
         zero_init_residual_blocks(base)
+    set_stochastic_depth(base, recipe.stochastic_depth)
     return base
+
+
+KERAS_DROP_CONNECT = 0.2  # keras.applications' EfficientNet drop_connect_rate
+
+
+def set_stochastic_depth(base, rate: float) -> None:
+    """Scale the base's per-block drop rates (``*_drop`` layers, which drop a
+    block's whole residual branch per face) so that the last one is ``rate``."""
+    for layer in base.layers:
+        if layer.name.endswith("_drop"):
+            layer.rate = layer.rate * rate / KERAS_DROP_CONNECT
 
 
 def zero_init_residual_blocks(base) -> int:

@@ -56,6 +56,10 @@ class Recipe:
     # Mixup (Zhang et al., ICLR 2018): Beta(mixup, mixup) blends of two faces and
     # their targets; 0 is off.
     mixup: float = 0.0
+    # Stochastic depth (Huang et al., ECCV 2016): each MBConv block's residual
+    # branch is dropped per face with a rate rising linearly to this one in the
+    # last block; 0.2 is Keras' EfficientNet default.
+    stochastic_depth: float = 0.2
     zero_init_residual: bool = False
     # Stability training (Zheng et al., CVPR 2016): each augmented face is also seen
     # with a small extra shift and zoom, like a face detector's box jitter between
@@ -220,6 +224,18 @@ CPU_64_MIXUP = replace(
     ),
 )
 
+# cpu-64-erase with twice the default stochastic depth, against the gap.
+CPU_64_DEPTH = replace(
+    CPU_64_ERASE,
+    name="cpu-64-depth",
+    stochastic_depth=0.4,
+    phases=(replace(CPU_64_ERASE.phases[0], name="depth-restart", epochs=16),),
+    notes=(
+        "Warm restart of a trained cpu-64 model (--init) at 64 px with random "
+        "erasing and stochastic depth 0.4 (twice the default), peak lr 5e-4.",
+    ),
+)
+
 RECIPES: dict[str, Recipe] = {
     r.name: r
     for r in (
@@ -230,5 +246,6 @@ RECIPES: dict[str, Recipe] = {
         CPU_64_ERASE,
         CPU_64_SGD,
         CPU_64_MIXUP,
+        CPU_64_DEPTH,
     )
 }

@@ -475,3 +475,27 @@ def test_mixup_blends_faces_targets_and_weights_alike():
     plain = FixedBatches(x, y, class_weight[labels], 16, seed=0)
     xb, yb, _ = plain[0]
     assert set(yb.max(axis=1)) == {1.0}
+
+
+def test_stochastic_depth_scales_every_block_drop_rate():
+    import keras
+
+    from training.model import build_model
+
+    def drop_layers(recipe):
+        base = build_model(recipe).get_layer("efficientnetb1")
+        return [layer for layer in base.layers if layer.name.endswith("_drop")]
+
+    small = replace(CPU, image_size=32)
+    default = drop_layers(small)
+    doubled = drop_layers(replace(small, stochastic_depth=0.4))
+    assert len(default) == len(doubled) == 16
+    assert max(layer.rate for layer in default) < 0.2
+    np.testing.assert_allclose(
+        [layer.rate for layer in doubled], [2 * layer.rate for layer in default]
+    )
+    # The changed rate is the one the layer applies while training.
+    last = doubled[-1]
+    last.rate = 0.9
+    dropped = keras.ops.convert_to_numpy(last(np.ones((400, 2, 2, 3)), training=True))
+    assert 0.8 < (dropped == 0).all(axis=(1, 2, 3)).mean() < 0.97
