@@ -89,8 +89,9 @@ def evaluate(
         temperature=infos[0].temperature,
         confidence_map=infos[0].confidence_map is not None,
     )
-    if ensemble:
+    if ensemble:  # ``temperature`` above is the first model's; each has its own
         report["ensemble"] = [str(path) for path in paths]
+        report["temperatures"] = [info.temperature for info in infos]
     return report
 
 

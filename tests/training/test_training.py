@@ -230,6 +230,7 @@ def test_train_one_step_save_load_and_evaluate_json(folder_data, tmp_path, capsy
     both = json.loads(capsys.readouterr().out)
     mean = (predict(model, val.images) + CONSTANT_PROBS) / 2
     assert both["n"] == len(val) and len(both["ensemble"]) == 2
+    assert both["temperatures"] == [1.0, 1.0]  # neither model calibrated
     assert both["nll"] == metrics(val.labels, mean)["nll"]
     assert set(report["per_class"]) == set(EMOTIONS)
     assert np.array(report["confusion_matrix"]).sum() == 14
