@@ -126,9 +126,13 @@ def pack(
 
     if recipe not in RECIPES:
         raise SystemExit(f"unknown recipe {recipe!r}: one of {', '.join(RECIPES)}")
-    if RECIPES[recipe].phases[-1].optimizer not in ("adam", "adamw"):
+    last = RECIPES[recipe].phases[-1]
+    if last.optimizer not in ("adam", "adamw") or last.schedule == "plateau":
         # train() runs its own timed cosine cycle with Adam(W) only.
-        raise SystemExit(f"recipe {recipe!r}: the accelerator run trains Adam(W) only")
+        raise SystemExit(
+            f"recipe {recipe!r}: the accelerator run trains a cosine cycle with "
+            "Adam(W) only"
+        )
     full = load_cached(data, "train", cache_dir)
     train, val = stratified_split(full)
     rng = np.random.default_rng(seed)

@@ -206,7 +206,12 @@ def _run_phase(model, config: TrainConfig, index: int, phase: Phase, data) -> No
     phase_dir.mkdir(parents=True, exist_ok=True)
     set_trainable(model, phase.trainable)
     recipe = config.recipe
-    steps = math.ceil(len(x_train) / recipe.batch_size)
+    # Mixup's batches are full ones only (FixedBatches); otherwise the last is ragged.
+    steps = (
+        len(x_train) // recipe.batch_size
+        if recipe.mixup
+        else math.ceil(len(x_train) / recipe.batch_size)
+    )
     model.compile(
         optimizer=_optimizer(phase, steps),
         loss=keras.losses.CategoricalCrossentropy(

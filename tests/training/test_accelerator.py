@@ -85,3 +85,9 @@ def test_pack_train_finish_round_trip(folder_data, tmp_path):  # noqa: F811
     card = (path.parent / "model_card.md").read_text()
     assert "time budget" in card and "None" not in card
     assert (path.parent / "training_log.csv").read_text().startswith("accuracy")
+
+
+def test_pack_refuses_a_recipe_its_cosine_cycle_cannot_train(tmp_path):
+    with pytest.raises(SystemExit, match="Adam"):
+        accelerator.pack(tmp_path, tmp_path / "pack", recipe="cpu-64-sgd", init=None)
+    assert not (tmp_path / "pack").exists()
