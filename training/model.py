@@ -169,8 +169,9 @@ KERAS_DROP_CONNECT = 0.2  # keras.applications' EfficientNet drop_connect_rate
 
 
 def set_stochastic_depth(base, rate: float) -> None:
-    """Scale the base's per-block drop rates (``*_drop`` layers, which drop a
-    block's whole residual branch per face) so that the last one is ``rate``."""
+    """Scale a freshly built base's per-block drop rates (``*_drop`` layers, which
+    drop a block's whole residual branch per face) as if Keras had been given
+    ``drop_connect_rate=rate``."""
     for layer in base.layers:
         if layer.name.endswith("_drop"):
             layer.rate = layer.rate * rate / KERAS_DROP_CONNECT

@@ -57,8 +57,8 @@ class Recipe:
     # their targets; 0 is off.
     mixup: float = 0.0
     # Stochastic depth (Huang et al., ECCV 2016): each MBConv block's residual
-    # branch is dropped per face with a rate rising linearly to this one in the
-    # last block; 0.2 is Keras' EfficientNet default.
+    # branch is dropped per face with a rate rising linearly with depth towards
+    # this one; 0.2 is Keras' EfficientNet default (its drop_connect_rate).
     stochastic_depth: float = 0.2
     zero_init_residual: bool = False
     # Stability training (Zheng et al., CVPR 2016): each augmented face is also seen
@@ -187,53 +187,43 @@ CPU_64_ERASE = replace(
     ),
 )
 
-# The literature's optimizer (Khaireddin & Chen 2021: SGD with Nesterov momentum,
-# the rate cut when validation stalls) in place of AdamW's cosine cycle, for a warm
-# restart like cpu-64-erase's.
-CPU_64_SGD = replace(
-    CPU_64_ERASE,
-    name="cpu-64-sgd",
-    phases=(
-        replace(
-            CPU_64_ERASE.phases[0],
-            name="sgd-restart",
-            epochs=16,
-            learning_rate=1e-2,
-            optimizer="sgd-nesterov",
-            weight_decay=5e-4,
-            schedule="plateau",
-            warmup_epochs=0.0,
-        ),
-    ),
-    notes=(
-        "Warm restart of a trained cpu-64 model (--init) at 64 px with random "
-        "erasing, SGD with Nesterov momentum, rate halved on a validation plateau.",
-    ),
-)
 
-# cpu-64-erase with mixup, the other regulariser the literature names for the
-# train/validation gap.
-CPU_64_MIXUP = replace(
-    CPU_64_ERASE,
-    name="cpu-64-mixup",
-    mixup=0.2,
-    phases=(replace(CPU_64_ERASE.phases[0], name="mixup-restart", epochs=16),),
-    notes=(
+def _erase_variant(name: str, change: str, phase_changes=None, **changes) -> Recipe:
+    """A 16-epoch cpu-64-erase warm restart with one ingredient changed, for
+    comparisons from one start (docs/model.md, runs 8-11)."""
+    phase = replace(
+        CPU_64_ERASE.phases[0],
+        name=name.removeprefix("cpu-64-") + "-restart",
+        epochs=16,
+        **(phase_changes or {}),
+    )
+    note = (
         "Warm restart of a trained cpu-64 model (--init) at 64 px with random "
-        "erasing and mixup (Beta(0.2, 0.2)), peak lr 5e-4.",
-    ),
-)
+        f"erasing and {change}."
+    )
+    return replace(CPU_64_ERASE, name=name, phases=(phase,), notes=(note,), **changes)
 
-# cpu-64-erase with twice the default stochastic depth, against the gap.
-CPU_64_DEPTH = replace(
-    CPU_64_ERASE,
-    name="cpu-64-depth",
+
+# The literature's optimizer (Khaireddin & Chen 2021) in place of AdamW's cosine.
+CPU_64_SGD = _erase_variant(
+    "cpu-64-sgd",
+    "SGD with Nesterov momentum, rate 1e-2 halved on a validation plateau",
+    {
+        "learning_rate": 1e-2,
+        "optimizer": "sgd-nesterov",
+        "weight_decay": 5e-4,
+        "schedule": "plateau",
+        "warmup_epochs": 0.0,
+    },
+)
+# The two regularisers the literature names for the train/validation gap.
+CPU_64_MIXUP = _erase_variant(
+    "cpu-64-mixup", "mixup (Beta(0.2, 0.2)), peak lr 5e-4", mixup=0.2
+)
+CPU_64_DEPTH = _erase_variant(
+    "cpu-64-depth",
+    "stochastic depth 0.4 (twice the default), peak lr 5e-4",
     stochastic_depth=0.4,
-    phases=(replace(CPU_64_ERASE.phases[0], name="depth-restart", epochs=16),),
-    notes=(
-        "Warm restart of a trained cpu-64 model (--init) at 64 px with random "
-        "erasing and stochastic depth 0.4 (twice the default), peak lr 5e-4.",
-    ),
 )
 
 RECIPES: dict[str, Recipe] = {

@@ -206,12 +206,26 @@ def _run_phase(model, config: TrainConfig, index: int, phase: Phase, data) -> No
     phase_dir.mkdir(parents=True, exist_ok=True)
     set_trainable(model, phase.trainable)
     recipe = config.recipe
-    # Mixup's batches are full ones only (FixedBatches); otherwise the last is ragged.
-    steps = (
-        len(x_train) // recipe.batch_size
-        if recipe.mixup
-        else math.ceil(len(x_train) / recipe.batch_size)
-    )
+    if recipe.mixup:  # mixed in numpy, batch by batch (full batches only)
+        batches = FixedBatches(
+            x_train,
+            y_train,
+            w_train,
+            recipe.batch_size,
+            seed=config.seed + index,
+            mixup_alpha=recipe.mixup,
+        )
+        train_data = {"x": batches}
+        steps = len(batches)
+    else:
+        train_data = {
+            "x": x_train,
+            "y": y_train,
+            "sample_weight": w_train,
+            "batch_size": recipe.batch_size,
+            "shuffle": True,
+        }
+        steps = math.ceil(len(x_train) / recipe.batch_size)
     model.compile(
         optimizer=_optimizer(phase, steps),
         loss=keras.losses.CategoricalCrossentropy(
@@ -222,24 +236,6 @@ def _run_phase(model, config: TrainConfig, index: int, phase: Phase, data) -> No
         jit_compile=config.xla if keras.backend.backend() == "tensorflow" else "auto",
     )
     logger.info("phase %s: %d epochs x %d steps", phase.name, phase.epochs, steps)
-    if recipe.mixup:
-        batches = FixedBatches(
-            x_train,
-            y_train,
-            w_train,
-            recipe.batch_size,
-            seed=config.seed + index,
-            mixup_alpha=recipe.mixup,
-        )
-        train_data = {"x": batches}
-    else:
-        train_data = {
-            "x": x_train,
-            "y": y_train,
-            "sample_weight": w_train,
-            "batch_size": recipe.batch_size,
-            "shuffle": True,
-        }
     model.fit(
         **train_data,
         validation_data=(x_val, y_val),
