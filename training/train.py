@@ -2,11 +2,13 @@
 
 Checkpoints go to a folder outside git (``--checkpoints``, default ``OUT/checkpoints``):
 ``keras.callbacks.BackupAndRestore`` resumes an interrupted phase at its last finished
-epoch, and each finished phase is saved so a restart skips it.
+epoch (``val_history.json`` restores its best epoch and its patience counters), and
+each finished phase is saved so a restart skips it.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import platform
@@ -141,29 +143,104 @@ def _epoch_timer():
     return EpochTimer()
 
 
+def _val_history(path: Path):
+    """A callback that records each epoch's validation accuracy in ``path`` (JSON,
+    epoch -> value), the record an interrupted phase's counters are rebuilt from."""
+    import keras
+
+    class ValHistory(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if logs and "val_accuracy" in logs:
+                history = _read_val_history(path)
+                history[epoch] = float(logs["val_accuracy"])
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(json.dumps(history))
+
+    return ValHistory()
+
+
+def _read_val_history(path: Path) -> dict[int, float]:
+    if not path.exists():
+        return {}
+    return {int(epoch): value for epoch, value in json.loads(path.read_text()).items()}
+
+
+def _replay(callbacks, history: dict[int, float]) -> None:
+    """Put the monitoring callbacks' counters (best value, epochs waited) where
+    the epochs in ``history`` left them: Keras resets them when ``fit`` starts, so
+    without this a resumed phase would overwrite ``best.keras`` with a worse epoch
+    and start its plateau and early-stopping patience afresh. Mirrors Keras'
+    own updates for ``mode="max"``."""
+    import keras
+
+    for callback in callbacks:
+        for epoch, value in sorted(history.items()):
+            best = callback.best
+            improved = best is None or value - callback.min_delta > best
+            if isinstance(callback, keras.callbacks.ReduceLROnPlateau):
+                if callback.in_cooldown():
+                    callback.cooldown_counter -= 1
+                    callback.wait = 0
+                if improved:
+                    callback.best, callback.wait = value, 0
+                elif not callback.in_cooldown():
+                    callback.wait += 1
+                    if callback.wait >= callback.patience:  # the rate was cut then
+                        callback.cooldown_counter = callback.cooldown
+                        callback.wait = 0
+            elif isinstance(callback, keras.callbacks.EarlyStopping):
+                callback.wait += 1
+                if improved:
+                    callback.best, callback.best_epoch, callback.wait = value, epoch, 0
+            elif improved:
+                callback.best = value
+
+
 def _callbacks(config: TrainConfig, phase_dir: Path, phase: Phase):
     import keras
     from tqdm.keras import TqdmCallback
 
+    history = phase_dir / "val_history.json"
+    plateau = early = None
+    if phase.schedule == "plateau":
+        plateau = keras.callbacks.ReduceLROnPlateau(
+            monitor="val_accuracy",
+            mode="max",
+            factor=phase.plateau_factor,
+            patience=phase.plateau_patience,
+            min_lr=phase.learning_rate * 0.01,
+        )
+    if phase.early_stopping_patience:
+        early = keras.callbacks.EarlyStopping(
+            monitor="val_accuracy",
+            mode="max",
+            patience=phase.early_stopping_patience,
+            restore_best_weights=True,
+        )
+    best = keras.callbacks.ModelCheckpoint(
+        str(phase_dir / "best.keras"),
+        monitor="val_accuracy",
+        mode="max",
+        save_best_only=True,
+    )
+    monitors = [c for c in (plateau, best, early) if c is not None]
+
+    class Resume(keras.callbacks.Callback):
+        """After the others' ``on_train_begin`` resets: replay the recorded epochs."""
+
+        def on_train_begin(self, logs=None):
+            _replay(monitors, _read_val_history(history))
+
     callbacks = [
+        # Before the backup, so that every epoch the backup holds is in the history
+        # and the backup holds the rate the plateau schedule has just cut.
+        _val_history(history),
+        *([plateau] if plateau else []),  # logs the rate, so before the CSV logger
         keras.callbacks.BackupAndRestore(str(phase_dir / "backup")),
         _epoch_timer(),  # before the CSV logger, which writes the logs it is given
-    ]
-    if phase.schedule == "plateau":  # also logs the rate, so before the CSV logger
-        callbacks.append(
-            keras.callbacks.ReduceLROnPlateau(
-                monitor="val_accuracy",
-                mode="max",
-                factor=phase.plateau_factor,
-                patience=phase.plateau_patience,
-                min_lr=phase.learning_rate * 0.01,
-            )
-        )
-    callbacks += [
         keras.callbacks.CSVLogger(str(config.out / "training_log.csv"), append=True),
-        keras.callbacks.ModelCheckpoint(
-            str(phase_dir / "best.keras"), monitor="val_accuracy", save_best_only=True
-        ),
+        best,
+        *([early] if early else []),
         TqdmCallback(verbose=1, leave=True),
     ]
     if config.snapshots:
@@ -173,15 +250,7 @@ def _callbacks(config: TrainConfig, phase_dir: Path, phase: Phase):
                 save_weights_only=True,
             )
         )
-    if phase.early_stopping_patience:
-        callbacks.append(
-            keras.callbacks.EarlyStopping(
-                monitor="val_accuracy",
-                patience=phase.early_stopping_patience,
-                restore_best_weights=True,
-            )
-        )
-    return callbacks
+    return [*callbacks, Resume()]
 
 
 def _load_init(model, init: Path) -> None:
@@ -245,8 +314,9 @@ def _run_phase(model, config: TrainConfig, index: int, phase: Phase, data) -> No
         callbacks=_callbacks(config, phase_dir, phase),
     )
     best = phase_dir / "best.keras"
-    if phase.early_stopping_patience is None and best.exists():
-        # Select the epoch with the best validation accuracy (never test).
+    if best.exists():
+        # The epoch with the best validation accuracy (never test), also when it
+        # came before an interruption, which early stopping's own copy forgets.
         model.set_weights(keras.saving.load_model(best, compile=False).get_weights())
     model.save(done)
 

@@ -282,6 +282,60 @@ def test_sgd_plateau_halves_the_rate_when_validation_stalls(tmp_path):
     np.testing.assert_allclose(rates, [lr, lr, lr / 2, lr / 4], rtol=1e-6)
 
 
+def test_a_resumed_phase_keeps_its_best_epoch_and_its_patience(tmp_path):
+    """Interrupted after three epochs and rerun: the best epoch's checkpoint from
+    before the interruption survives a worse epoch after it, and the plateau
+    schedule cuts the rate as if the phase had never stopped."""
+    import keras
+
+    from training.train import TrainConfig, _callbacks, _optimizer, _replay
+
+    phase = RECIPES["cpu-64-sgd"].phases[0]
+    config = TrainConfig(data=tmp_path, out=tmp_path, recipe=RECIPES["cpu-64-sgd"])
+    scripted = [0.5, 0.6, 0.55, 0.58, 0.57]  # validation accuracy, epoch by epoch
+
+    class Script(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            logs["val_accuracy"] = scripted[epoch]
+
+    class Stop(Exception):
+        pass
+
+    class Interrupt(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 2:
+                raise Stop
+
+    x, y = np.zeros((8, 3), "float32"), np.eye(7, dtype="float32")[[0] * 8]
+
+    def fit(extra):
+        model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(7, "softmax")])
+        model.compile(optimizer=_optimizer(phase, 1), loss="categorical_crossentropy")
+        callbacks = [Script(), *_callbacks(config, tmp_path / "phase", phase), *extra]
+        model.fit(
+            x, y, validation_data=(x, y), epochs=5, verbose=0, callbacks=callbacks
+        )
+
+    with pytest.raises(Stop):
+        fit([Interrupt()])
+    best = tmp_path / "phase" / "best.keras"
+    saved = best.stat().st_mtime_ns
+    fit([])
+    assert best.stat().st_mtime_ns == saved  # epoch 3's 0.58 is under epoch 1's 0.6
+    lines = (tmp_path / "training_log.csv").read_text().splitlines()
+    column = lines[0].split(",").index("learning_rate")
+    rates = [float(line.split(",")[column]) for line in lines[1:]]
+    lr = phase.learning_rate
+    # Cut after epochs 2 (before the interruption), 3 and 4; fresh counters
+    # would have taken 0.58 for an improvement and kept lr / 2 at epoch 4.
+    np.testing.assert_allclose(rates, [lr, lr, lr, lr / 2, lr / 4], rtol=1e-6)
+
+    early = keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max")
+    early.on_train_begin()
+    _replay([early], {0: 0.5, 1: 0.6, 2: 0.55})
+    assert (early.best, early.best_epoch, early.wait) == (0.6, 1, 1)
+
+
 def test_init_copies_weights_from_a_saved_model(tmp_path):
     from training.model import build_model
     from training.train import _load_init
