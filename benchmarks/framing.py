@@ -90,13 +90,13 @@ def measure(
     from analyzer.classifier import EmotionClassifier
     from analyzer.config import AnalyzerConfig
     from analyzer.runtime import Runtime
-    from emotion_contract.layers import load_keras_model
-    from training.evaluate import predict
+    from training.evaluate import predict_file
 
     data = load_named_split(data_root, split, cache_dir)
     pick = np.sort(np.random.default_rng(0).permutation(len(data))[:n])
     data = data.subset(pick)
-    direct = predict(load_keras_model(model_path), data.images)
+    # Raw probabilities: the analyzer's calibration does not change the top class.
+    direct = predict_file(model_path, data.images)
     runtime = Runtime.create(AnalyzerConfig(model=model_path, detector=detector))
     if crop_margin is not None:  # a runtime of its own, the loaded one untouched
         from dataclasses import replace
