@@ -218,7 +218,41 @@ def _parser() -> argparse.ArgumentParser:
         help="recompute BatchNorm's moving statistics on the training faces after "
         "averaging (the averaged statistics belong to no single set of weights)",
     )
+    cu = sub.add_parser(
+        "curves",
+        help="plot several runs' learning curves on one figure and print each "
+        "run's best epoch (JSON)",
+    )
+    cu.add_argument(
+        "--run",
+        type=_labelled_run,
+        action="append",
+        required=True,
+        metavar="LABEL=DIR",
+        help="a run folder (with training_log.csv) and its legend label; repeatable",
+    )
+    cu.add_argument("--out", type=Path, required=True, help="the PNG to write")
+    cu.add_argument(
+        "--chain",
+        action="store_true",
+        help="draw the runs end to end (each started from the one before)",
+    )
     return parser
+
+
+def _labelled_run(text: str) -> tuple[str, Path]:
+    label, sep, folder = text.partition("=")
+    if not sep or not label or not folder:
+        raise argparse.ArgumentTypeError(f"{text!r} is not LABEL=DIR")
+    return label, Path(folder)
+
+
+def _curves(args) -> int:
+    from .curves import plot
+
+    for summary in plot(args.run, args.out, chain=args.chain):
+        print(json.dumps(summary))
+    return 0
 
 
 def _average(args) -> int:
@@ -374,6 +408,7 @@ def main(argv: list[str] | None = None) -> int:
             "framing": _framing,
             "flip-average": _flip_average,
             "average": _average,
+            "curves": _curves,
         }
         return commands[args.command](args)
     except (

@@ -554,3 +554,30 @@ def test_stochastic_depth_scales_every_block_drop_rate():
     last.rate = 0.9
     dropped = keras.ops.convert_to_numpy(last(np.ones((400, 2, 2, 3)), training=True))
     assert 0.8 < (dropped == 0).all(axis=(1, 2, 3)).mean() < 0.97
+
+
+def test_curves_summarize_each_run_and_draw_them(tmp_path, capsys):
+    from training.cli import main
+
+    for name, vals in (("a", [0.5, 0.62, 0.6]), ("b", [0.61, 0.6])):
+        (tmp_path / name).mkdir()
+        rows = [
+            f"{i},{v + 0.05},{100 + i},{v}" for i, v in enumerate(vals)
+        ]  # epoch,accuracy,epoch_time_s,val_accuracy
+        (tmp_path / name / "training_log.csv").write_text(
+            "epoch,accuracy,epoch_time_s,val_accuracy\n" + "\n".join(rows) + "\n"
+        )
+    out = tmp_path / "curves.png"
+    args = ["curves", "--run", f"A={tmp_path / 'a'}", "--run", f"B={tmp_path / 'b'}"]
+    assert main([*args, "--out", str(out), "--chain"]) == 0
+    summaries = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [
+        (s["label"], s["best_epoch"], s["best_val_accuracy"]) for s in summaries
+    ] == [
+        ("A", 2, 0.62),
+        ("B", 1, 0.61),
+    ]
+    assert summaries[0]["mean_epoch_s"] == 101.0
+    assert out.read_bytes().startswith(b"\x89PNG")
+    with pytest.raises(SystemExit):
+        main(["curves", "--run", "no-label", "--out", str(out)])
