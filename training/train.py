@@ -8,7 +8,6 @@ each finished phase is saved so a restart skips it.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import platform
@@ -24,6 +23,7 @@ from .batches import FixedBatches
 from .data import FerSplit, load_cached, stratified_split
 from .model import build_model, set_trainable, stability_model
 from .recipes import Phase, Recipe
+from .resume import resume, val_history
 
 logger = logging.getLogger(__name__)
 
@@ -143,64 +143,11 @@ def _epoch_timer():
     return EpochTimer()
 
 
-def _val_history(path: Path):
-    """A callback that records each epoch's validation accuracy in ``path`` (JSON,
-    epoch -> value), the record an interrupted phase's counters are rebuilt from."""
+def _monitors(phase_dir: Path, phase: Phase):
+    """The callbacks that watch validation accuracy: the plateau schedule (or
+    None), the best epoch's checkpoint, and early stopping (or None)."""
     import keras
 
-    class ValHistory(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            if logs and "val_accuracy" in logs:
-                history = _read_val_history(path)
-                history[epoch] = float(logs["val_accuracy"])
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_text(json.dumps(history))
-
-    return ValHistory()
-
-
-def _read_val_history(path: Path) -> dict[int, float]:
-    if not path.exists():
-        return {}
-    return {int(epoch): value for epoch, value in json.loads(path.read_text()).items()}
-
-
-def _replay(callbacks, history: dict[int, float]) -> None:
-    """Put the monitoring callbacks' counters (best value, epochs waited) where
-    the epochs in ``history`` left them: Keras resets them when ``fit`` starts, so
-    without this a resumed phase would overwrite ``best.keras`` with a worse epoch
-    and start its plateau and early-stopping patience afresh. Mirrors Keras'
-    own updates for ``mode="max"``."""
-    import keras
-
-    for callback in callbacks:
-        for epoch, value in sorted(history.items()):
-            best = callback.best
-            improved = best is None or value - callback.min_delta > best
-            if isinstance(callback, keras.callbacks.ReduceLROnPlateau):
-                if callback.in_cooldown():
-                    callback.cooldown_counter -= 1
-                    callback.wait = 0
-                if improved:
-                    callback.best, callback.wait = value, 0
-                elif not callback.in_cooldown():
-                    callback.wait += 1
-                    if callback.wait >= callback.patience:  # the rate was cut then
-                        callback.cooldown_counter = callback.cooldown
-                        callback.wait = 0
-            elif isinstance(callback, keras.callbacks.EarlyStopping):
-                callback.wait += 1
-                if improved:
-                    callback.best, callback.best_epoch, callback.wait = value, epoch, 0
-            elif improved:
-                callback.best = value
-
-
-def _callbacks(config: TrainConfig, phase_dir: Path, phase: Phase):
-    import keras
-    from tqdm.keras import TqdmCallback
-
-    history = phase_dir / "val_history.json"
     plateau = early = None
     if phase.schedule == "plateau":
         plateau = keras.callbacks.ReduceLROnPlateau(
@@ -223,18 +170,20 @@ def _callbacks(config: TrainConfig, phase_dir: Path, phase: Phase):
         mode="max",
         save_best_only=True,
     )
+    return plateau, best, early
+
+
+def _callbacks(config: TrainConfig, phase_dir: Path, phase: Phase):
+    import keras
+    from tqdm.keras import TqdmCallback
+
+    history = phase_dir / "val_history.json"
+    plateau, best, early = _monitors(phase_dir, phase)
     monitors = [c for c in (plateau, best, early) if c is not None]
-
-    class Resume(keras.callbacks.Callback):
-        """After the others' ``on_train_begin`` resets: replay the recorded epochs."""
-
-        def on_train_begin(self, logs=None):
-            _replay(monitors, _read_val_history(history))
-
     callbacks = [
         # Before the backup, so that every epoch the backup holds is in the history
         # and the backup holds the rate the plateau schedule has just cut.
-        _val_history(history),
+        val_history(history),
         *([plateau] if plateau else []),  # logs the rate, so before the CSV logger
         keras.callbacks.BackupAndRestore(str(phase_dir / "backup")),
         _epoch_timer(),  # before the CSV logger, which writes the logs it is given
@@ -250,7 +199,7 @@ def _callbacks(config: TrainConfig, phase_dir: Path, phase: Phase):
                 save_weights_only=True,
             )
         )
-    return [*callbacks, Resume()]
+    return [*callbacks, resume(monitors, history)]  # last: after Keras' resets
 
 
 def _load_init(model, init: Path) -> None:

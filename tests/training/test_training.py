@@ -288,7 +288,8 @@ def test_a_resumed_phase_keeps_its_best_epoch_and_its_patience(tmp_path):
     schedule cuts the rate as if the phase had never stopped."""
     import keras
 
-    from training.train import TrainConfig, _callbacks, _optimizer, _replay
+    from training.resume import replay
+    from training.train import TrainConfig, _callbacks, _optimizer
 
     phase = RECIPES["cpu-64-sgd"].phases[0]
     config = TrainConfig(data=tmp_path, out=tmp_path, recipe=RECIPES["cpu-64-sgd"])
@@ -332,7 +333,7 @@ def test_a_resumed_phase_keeps_its_best_epoch_and_its_patience(tmp_path):
 
     early = keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max")
     early.on_train_begin()
-    _replay([early], {0: 0.5, 1: 0.6, 2: 0.55})
+    replay([early], {0: 0.5, 1: 0.6, 2: 0.55})
     assert (early.best, early.best_epoch, early.wait) == (0.6, 1, 1)
 
 
