@@ -225,6 +225,18 @@ CPU_64_DEPTH = _erase_variant(
     "stochastic depth 0.4 (twice the default), peak lr 5e-4",
     stochastic_depth=0.4,
 )
+# The same cycle at 80 px: 1.56x the pixels per face in training and in the
+# analyzer's classifier (the model resizes its 48 px input itself).
+CPU_80_DEPTH = replace(
+    CPU_64_DEPTH,
+    name="cpu-80-depth",
+    image_size=80,
+    phases=(replace(CPU_64_DEPTH.phases[0], name="depth80-restart"),),
+    notes=(
+        "Warm restart of a trained cpu-64 model (--init) at 80 px with random "
+        "erasing and stochastic depth 0.4 (twice the default), peak lr 5e-4.",
+    ),
+)
 
 RECIPES: dict[str, Recipe] = {
     r.name: r
@@ -237,5 +249,6 @@ RECIPES: dict[str, Recipe] = {
         CPU_64_SGD,
         CPU_64_MIXUP,
         CPU_64_DEPTH,
+        CPU_80_DEPTH,
     )
 }

@@ -582,3 +582,17 @@ def test_curves_summarize_each_run_and_draw_them(tmp_path, capsys):
     assert out.read_bytes().startswith(b"\x89PNG")
     with pytest.raises(SystemExit):
         main(["curves", "--run", "no-label", "--out", str(out)])
+
+
+def test_the_80_px_cycle_differs_from_the_64_px_one_in_size_only():
+    """cpu-80-depth is cpu-64-depth at 80 px: a comparison of input size alone."""
+    wide, base = RECIPES["cpu-80-depth"], RECIPES["cpu-64-depth"]
+    assert wide.image_size == 80 and base.image_size == 64
+    same = replace(
+        wide,
+        name=base.name,
+        image_size=64,
+        notes=base.notes,
+        phases=(replace(wide.phases[0], name=base.phases[0].name),),
+    )
+    assert same == base
