@@ -9,11 +9,15 @@ from pathlib import Path
 from .runlog import read_log
 
 
-def summarize(label: str, run: Path) -> dict:
-    """A run's best validation epoch and its mean epoch time, from its log."""
+def _log(run: Path) -> list[dict]:
     log = read_log(run / "training_log.csv")
     if not log:
         raise FileNotFoundError(f"no training_log.csv with rows in {run}")
+    return log
+
+
+def summarize(label: str, run: Path, log: list[dict]) -> dict:
+    """A run's best validation epoch and its mean epoch time, from its log."""
     best = max(range(len(log)), key=lambda i: log[i]["val_accuracy"])
     times = [row["epoch_time_s"] for row in log if "epoch_time_s" in row]
     return {
@@ -37,11 +41,13 @@ def plot(runs: list[tuple[str, Path]], out: Path, chain: bool = False) -> list[d
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    summaries = [summarize(label, run) for label, run in runs]
+    logs = [_log(run) for _, run in runs]
+    summaries = [
+        summarize(label, run, log) for (label, run), log in zip(runs, logs, strict=True)
+    ]
     fig, ax = plt.subplots(figsize=(9, 4.5))
     start = 0
-    for (label, run), summary in zip(runs, summaries, strict=True):
-        log = read_log(run / "training_log.csv")
+    for (label, _), log, summary in zip(runs, logs, summaries, strict=True):
         epochs = range(start + 1, start + len(log) + 1)
         (line,) = ax.plot(epochs, [r["val_accuracy"] for r in log], label=label)
         ax.plot(epochs, [r["accuracy"] for r in log], "--", color=line.get_color())

@@ -190,15 +190,17 @@ CPU_64_ERASE = replace(
 
 def _erase_variant(name: str, change: str, phase_changes=None, **changes) -> Recipe:
     """A 16-epoch cpu-64-erase warm restart with one ingredient changed, for
-    comparisons from one start (docs/model.md, runs 8-11)."""
+    comparisons from one start (docs/model.md, runs 8-13)."""
+    size = changes.get("image_size", CPU_64_ERASE.image_size)
+    ingredient = name.rsplit("-", 1)[-1]
     phase = replace(
         CPU_64_ERASE.phases[0],
-        name=name.removeprefix("cpu-64-") + "-restart",
+        name=f"{ingredient}{'' if size == CPU_64_ERASE.image_size else size}-restart",
         epochs=16,
         **(phase_changes or {}),
     )
     note = (
-        "Warm restart of a trained cpu-64 model (--init) at 64 px with random "
+        f"Warm restart of a trained cpu-64 model (--init) at {size} px with random "
         f"erasing and {change}."
     )
     return replace(CPU_64_ERASE, name=name, phases=(phase,), notes=(note,), **changes)
@@ -220,22 +222,12 @@ CPU_64_SGD = _erase_variant(
 CPU_64_MIXUP = _erase_variant(
     "cpu-64-mixup", "mixup (Beta(0.2, 0.2)), peak lr 5e-4", mixup=0.2
 )
-CPU_64_DEPTH = _erase_variant(
-    "cpu-64-depth",
-    "stochastic depth 0.4 (twice the default), peak lr 5e-4",
-    stochastic_depth=0.4,
-)
+DEPTH = "stochastic depth 0.4 (twice the default), peak lr 5e-4"
+CPU_64_DEPTH = _erase_variant("cpu-64-depth", DEPTH, stochastic_depth=0.4)
 # The same cycle at 80 px: 1.56x the pixels per face in training and in the
 # analyzer's classifier (the model resizes its 48 px input itself).
-CPU_80_DEPTH = replace(
-    CPU_64_DEPTH,
-    name="cpu-80-depth",
-    image_size=80,
-    phases=(replace(CPU_64_DEPTH.phases[0], name="depth80-restart"),),
-    notes=(
-        "Warm restart of a trained cpu-64 model (--init) at 80 px with random "
-        "erasing and stochastic depth 0.4 (twice the default), peak lr 5e-4.",
-    ),
+CPU_80_DEPTH = _erase_variant(
+    "cpu-80-depth", DEPTH, stochastic_depth=0.4, image_size=80
 )
 
 RECIPES: dict[str, Recipe] = {

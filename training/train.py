@@ -162,8 +162,7 @@ def _monitors(phase_dir: Path, phase: Phase):
             monitor="val_accuracy",
             mode="max",
             patience=phase.early_stopping_patience,
-            restore_best_weights=True,
-        )
+        )  # the phase ends on best.keras, so no copy of the best weights here
     best = keras.callbacks.ModelCheckpoint(
         str(phase_dir / "best.keras"),
         monitor="val_accuracy",
@@ -265,7 +264,7 @@ def _run_phase(model, config: TrainConfig, index: int, phase: Phase, data) -> No
     best = phase_dir / "best.keras"
     if best.exists():
         # The epoch with the best validation accuracy (never test), also when it
-        # came before an interruption, which early stopping's own copy forgets.
+        # came before an interruption or early stopping.
         model.set_weights(keras.saving.load_model(best, compile=False).get_weights())
     model.save(done)
 
